@@ -1,0 +1,3 @@
+from adapter.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,220 @@
+"""Typed settings loaded once at start from TOML (plus `THADS__SECTION__KEY` overrides).
+
+A bad configuration must fail at start, naming the file, the key and the reason, rather
+than half-way through a night of unattended running. Relative paths are resolved against
+the project root (the parent of `config/`), so the service behaves the same from any cwd.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from adapter.errors import ConfigError
+
+DEFAULT_CONFIG = "config/adapter.toml"
+ENV_CONFIG = "THADS_ADAPTER_CONFIG"
+ENV_PREFIX = "THADS__"
+
+OrgId = Annotated[str, Field(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AdapterSection(_Section):
+    #: QCVN 102:2016 organisation id of the agency this adapter speaks for.
+    organisation_id: OrgId
+    organisation_name: str = "Cục Quản lý thi hành án dân sự"
+    #: where the adapter keeps files it owns (databases of the demo, blobs).
+    data_dir: str = "var"
+    #: SQLAlchemy URL of the adapter's own state database.
+    state_db: str = "sqlite:///var/state.db"
+    #: a name for this process in leases and attempts; default host:pid.
+    instance_name: str | None = None
+
+
+class SourceSection(_Section):
+    #: SQLAlchemy URL of the enforcement database the adapter reads and writes.
+    url: str = "sqlite:///var/enforcement.db"
+    #: rows read per change-capture batch; bounds memory whatever the backlog.
+    batch_size: int = Field(500, ge=1, le=50_000)
+    #: re-read rows changed this many seconds before the cursor, to catch rows committed
+    #: late with an older updated_at; packet ids are deterministic, so re-reads never
+    #: create duplicates.
+    lookback_seconds: int = Field(0, ge=0, le=86_400)
+
+
+class SigningSection(_Section):
+    key: str = "certs/dev/adapter.key"
+    cert: str = "certs/dev/adapter.crt"
+    #: intermediate certificates sent with the signature, if any.
+    chain: list[str] = []
+    algorithm: Literal["rsa-sha256", "ecdsa-sha256"] = "rsa-sha256"
+    #: CA certificates whose signers the adapter accepts on inbound packets.
+    trust_anchors: list[str] = ["certs/dev/ca.crt"]
+    #: environment variable holding the key's passphrase, if the key is encrypted.
+    key_passphrase_env: str | None = None
+
+
+class OperationMap(_Section):
+    """Logical operation -> WSDL operation, so the real ministry WSDL can be plugged in."""
+
+    submit: str = "SubmitPacket"
+    query_status: str = "QueryDeliveryStatus"
+
+
+class LgspSection(_Section):
+    wsdl: str = "schemas/wsdl/lgsp.wsdl"
+    #: overrides the address in the WSDL's service element.
+    endpoint: str | None = None
+    service: str | None = None
+    port: str | None = None
+    #: seconds to connect and to wait for each SOAP answer (zeep has none by default).
+    connect_timeout: float = Field(5.0, gt=0, le=300)
+    operation_timeout: float = Field(30.0, gt=0, le=3600)
+    ca_file: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    #: concurrent SOAP calls per process; I/O overlaps, signing does not need them.
+    concurrency: int = Field(8, ge=1, le=64)
+    operations: OperationMap = OperationMap()
+
+
+class RetrySection(_Section):
+    max_attempts: int = Field(12, ge=1, le=1000)
+    base_delay_seconds: float = Field(5.0, gt=0)
+    max_delay_seconds: float = Field(3600.0, gt=0)
+    max_age_hours: float = Field(72.0, gt=0)
+    #: how long a claimed exchange stays ours before another worker may take it back.
+    lease_seconds: float = Field(120.0, ge=5)
+
+
+class RouteSection(_Section):
+    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    kind: Literal["case", "receipt"]
+    channel: Literal["lgsp"] = "lgsp"
+    #: QCVN 102 id of the receiving agency written into each packet.
+    recipient: OrgId
+    interval_seconds: float = Field(30.0, gt=0)
+    enabled: bool = True
+    #: packets claimed and sent per round.
+    batch_size: int = Field(200, ge=1, le=10_000)
+
+
+class SimulatorSection(_Section):
+    #: start the simulator inside `run` (the demo); production leaves this false.
+    embedded: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8741, ge=0, le=65535)
+    db: str = "var/simulator.db"
+    trust_anchors: list[str] = ["certs/dev/ca.crt"]
+    threads: int = Field(8, ge=1, le=64)
+
+
+class ServiceSection(_Section):
+    #: processes preparing packets (map, validate, sign); CPU-bound, so processes not threads.
+    sign_workers: int = Field(1, ge=0, le=32)
+    #: seconds to wait for running jobs on SIGTERM before leaving the rest to leases.
+    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Settings(_Section):
+    adapter: AdapterSection
+    source: SourceSection = SourceSection()
+    signing: SigningSection = SigningSection()
+    lgsp: LgspSection = LgspSection()
+    retry: RetrySection = RetrySection()
+    routes: list[RouteSection] = []
+    simulator: SimulatorSection = SimulatorSection()
+    service: ServiceSection = ServiceSection()
+
+    #: the file this came from and the directory relative paths are resolved against.
+    source_file: str = Field("<memory>", exclude=True)
+    root: str = Field(".", exclude=True)
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_routes(cls, routes: list[RouteSection]) -> list[RouteSection]:
+        names = [r.name for r in routes]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"route names must be unique, repeated: {', '.join(dupes)}")
+        return routes
+
+    def path(self, value: str) -> Path:
+        """A configured path, absolute, resolved against the project root."""
+        p = Path(value)
+        return p if p.is_absolute() else Path(self.root) / p
+
+    def url(self, value: str) -> str:
+        """A SQLAlchemy URL with a relative SQLite path made absolute."""
+        prefix = "sqlite:///"
+        if value.startswith(prefix) and not value.startswith(prefix + "/") and ":memory:" not in value:
+            return prefix + str(self.path(value[len(prefix):]))
+        return value
+
+    def route(self, name: str) -> RouteSection:
+        for r in self.routes:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+
+def _apply_env(data: dict, environ: dict[str, str]) -> dict:
+    """`THADS__LGSP__ENDPOINT=…` overrides `[lgsp] endpoint`; values are TOML literals or text."""
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        keys = [k.lower() for k in name[len(ENV_PREFIX):].split("__") if k]
+        if not keys:
+            continue
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = data
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = value
+    return data
+
+
+def config_path(explicit: str | None = None) -> Path:
+    return Path(explicit or os.environ.get(ENV_CONFIG) or DEFAULT_CONFIG)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None,
+                  environ: dict[str, str] | None = None) -> Settings:
+    file = config_path(str(path) if path else None)
+    shown = str(file)
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(shown, "-", "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(shown, "-", f"not UTF-8 ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(shown, "-", f"not valid TOML: {exc}") from None
+    data = _apply_env(data, dict(os.environ if environ is None else environ))
+    root = file.resolve().parent.parent if file.resolve().parent.name == "config" \
+        else file.resolve().parent
+    data["source_file"], data["root"] = shown, str(root)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(p) for p in err["loc"]) or "-"
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key (misspelt, or not supported by this version)"
+        elif err["type"] == "missing":
+            reason = "required key is missing"
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(shown, key, reason + more) from None

@@ -1,0 +1,8 @@
+"""Keys, certificates, XML-DSig signing and verification with pinned trust."""
+
+from adapter.crypto.keys import SigningIdentity, load_certificates, load_identity
+from adapter.crypto.sign import PacketSigner
+from adapter.crypto.verify import PacketVerifier, VerifiedPacket
+
+__all__ = ["PacketSigner", "PacketVerifier", "SigningIdentity", "VerifiedPacket",
+           "load_certificates", "load_identity"]

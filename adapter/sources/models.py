@@ -1,0 +1,124 @@
+"""A demo schema of the enforcement databases: cases, parties, obligations, judgments,
+receipts.
+
+Real deployments point the adapter at the ministry's own databases through the same
+change-capture contract (rows with `updated_at` and `version`); this schema is what the demo,
+the tests and the benchmarks generate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class SourceBase(DeclarativeBase):
+    pass
+
+
+class _Changed:
+    """Change marker: every write bumps `version` and sets `updated_at` (local time)."""
+
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, nullable=False)
+    version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+
+
+class CaseRow(_Changed, SourceBase):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_code: Mapped[str] = mapped_column(String(40), unique=True)
+    acceptance_no: Mapped[str | None] = mapped_column(String(40))
+    acceptance_date: Mapped[dt.date | None] = mapped_column(Date)
+    office_code: Mapped[str | None] = mapped_column(String(20))
+    kind: Mapped[str | None] = mapped_column(String(4))
+    decision_no: Mapped[str | None] = mapped_column(String(60))
+    decision_date: Mapped[dt.date | None] = mapped_column(Date)
+    judgment_no: Mapped[str | None] = mapped_column(String(60))
+    judgment_date: Mapped[dt.date | None] = mapped_column(Date)
+    court_code: Mapped[str | None] = mapped_column(String(40))
+    court_name: Mapped[str | None] = mapped_column(String(200))
+    officer: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str | None] = mapped_column(String(8))
+    collected_amount: Mapped[int | None] = mapped_column(BigInteger)
+    __table_args__ = (Index("ix_cases_changed", "updated_at", "id"),)
+
+
+class JudgmentRow(_Changed, SourceBase):
+    __tablename__ = "judgments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    judgment_code: Mapped[str] = mapped_column(String(40), unique=True)
+    court_code: Mapped[str | None] = mapped_column(String(40))
+    court_name: Mapped[str | None] = mapped_column(String(200))
+    number: Mapped[str | None] = mapped_column(String(60))
+    issued_date: Mapped[dt.date | None] = mapped_column(Date)
+    effective_date: Mapped[dt.date | None] = mapped_column(Date)
+    case_type: Mapped[str | None] = mapped_column(String(8))
+    instance: Mapped[str | None] = mapped_column(String(8))
+    summary: Mapped[str | None] = mapped_column(Text)
+    document_name: Mapped[str | None] = mapped_column(String(200))
+    document_media_type: Mapped[str | None] = mapped_column(String(60))
+    document_sha256: Mapped[str | None] = mapped_column(String(64))
+    document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_judgments_changed", "updated_at", "id"),)
+
+
+class PartyRow(SourceBase):
+    __tablename__ = "parties"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    judgment_id: Mapped[int | None] = mapped_column(ForeignKey("judgments.id"), index=True)
+    role: Mapped[str | None] = mapped_column(String(8))
+    kind: Mapped[str | None] = mapped_column(String(4))
+    full_name: Mapped[str | None] = mapped_column(String(200))
+    citizen_id: Mapped[str | None] = mapped_column(String(20))
+    tax_code: Mapped[str | None] = mapped_column(String(20))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    address: Mapped[str | None] = mapped_column(String(300))
+
+
+class ObligationRow(SourceBase):
+    __tablename__ = "obligations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    judgment_id: Mapped[int | None] = mapped_column(ForeignKey("judgments.id"), index=True)
+    type: Mapped[str | None] = mapped_column(String(4))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    asset_description: Mapped[str | None] = mapped_column(String(500))
+
+
+class ReceiptRow(_Changed, SourceBase):
+    __tablename__ = "receipts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    receipt_code: Mapped[str] = mapped_column(String(40), unique=True)
+    form_code: Mapped[str | None] = mapped_column(String(20))
+    series: Mapped[str | None] = mapped_column(String(20))
+    number: Mapped[str | None] = mapped_column(String(12))
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    office_code: Mapped[str | None] = mapped_column(String(20))
+    payer_name: Mapped[str | None] = mapped_column(String(200))
+    payer_address: Mapped[str | None] = mapped_column(String(300))
+    payer_citizen_id: Mapped[str | None] = mapped_column(String(20))
+    payer_tax_code: Mapped[str | None] = mapped_column(String(20))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount_words: Mapped[str | None] = mapped_column(String(400))
+    kind: Mapped[str | None] = mapped_column(String(8))
+    method: Mapped[str | None] = mapped_column(String(4))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    court_case_code: Mapped[str | None] = mapped_column(String(40))
+    collector: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str | None] = mapped_column(String(4))
+    status_reason: Mapped[str | None] = mapped_column(String(300))
+    replaces_code: Mapped[str | None] = mapped_column(String(40))
+    __table_args__ = (Index("ix_receipts_changed", "updated_at", "id"),)

@@ -1,0 +1,80 @@
+"""The adapter's own state: exchanges, their packets, attempts, and change-capture cursors.
+
+Times are naive UTC. The signed packet bytes live apart from the exchange row so that
+claims and listings touch small rows only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class StateBase(DeclarativeBase):
+    pass
+
+
+class Exchange(StateBase):
+    __tablename__ = "exchanges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    packet_id: Mapped[str] = mapped_column(String(36), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    route: Mapped[str] = mapped_column(String(64))
+    direction: Mapped[str] = mapped_column(String(3))  # "out" or "in"
+    peer: Mapped[str | None] = mapped_column(String(40))
+    source_key: Mapped[str] = mapped_column(String(80))
+    source_version: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(120))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    platform_message_id: Mapped[str | None] = mapped_column(String(80))
+    receipt_status: Mapped[str | None] = mapped_column(String(20))
+    __table_args__ = (
+        Index("ix_exchanges_claim", "route", "state", "next_attempt_at"),
+        Index("ix_exchanges_state", "state", "kind"),
+        Index("ix_exchanges_source", "source_key"),
+    )
+
+
+class Packet(StateBase):
+    """The exact bytes sent (signed) or received, kept once per packet id."""
+
+    __tablename__ = "packets"
+    packet_id: Mapped[str] = mapped_column(ForeignKey("exchanges.packet_id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Attempt(StateBase):
+    __tablename__ = "attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    instance: Mapped[str | None] = mapped_column(String(120))
+
+
+class Cursor(StateBase):
+    __tablename__ = "cursors"
+    route: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -1,0 +1,253 @@
+"""Narrow interface to the state database (the pyas2lib habit): the engine calls these
+methods and never builds SQL itself, so protocol logic is testable and the SQL that matters
+for exactly-once delivery lives in one file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from adapter.dbutil import is_sqlite
+from adapter.store import states
+from adapter.store.models import Attempt, Cursor, Exchange, Packet, StateBase
+from adapter.store.states import State
+
+EX = Exchange.__table__
+PK = Packet.__table__
+AT = Attempt.__table__
+CU = Cursor.__table__
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class NewExchange:
+    """A prepared packet (signed bytes) or a record that failed to become one."""
+
+    packet_id: str
+    kind: str
+    source_key: str
+    source_version: int
+    peer: str | None
+    payload: bytes | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimedExchange:
+    id: int
+    packet_id: str
+    kind: str
+    attempts: int
+    created_at: dt.datetime
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    exchange_id: int
+    started_at: dt.datetime
+    duration_ms: int
+    #: delivered | duplicate | sent | rejected | transient
+    outcome: str
+    error: str | None = None
+    permanent: bool = False
+    platform_message_id: str | None = None
+    receipt_status: str | None = None
+
+
+class ExchangeStore:
+    def __init__(self, engine: Engine, *, instance: str = "adapter") -> None:
+        self.engine = engine
+        self.instance = instance
+        self._insert = (sqlite.insert if is_sqlite(engine) else postgresql.insert)
+
+    def create_schema(self) -> None:
+        StateBase.metadata.create_all(self.engine)
+
+    # ---- change capture --------------------------------------------------------------
+
+    def cursor(self, route: str) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(select(CU.c.position).where(CU.c.route == route)).scalar()
+
+    def existing_packet_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self.engine.connect() as c:
+            return set(c.execute(select(EX.c.packet_id).where(EX.c.packet_id.in_(ids))).scalars())
+
+    def add_exchanges(self, route: str, items: Iterable[NewExchange],
+                      cursor_position: str | None) -> int:
+        """Insert new exchanges and move the route's cursor, in one transaction.
+
+        Duplicates (same packet id) are ignored, so a re-read after a crash or an overlap
+        window never creates a second exchange. Returns how many were new."""
+        now = utcnow()
+        ex_rows, pk_rows = [], []
+        for it in items:
+            failed = it.error is not None
+            ex_rows.append(dict(
+                packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
+                peer=it.peer, source_key=it.source_key, source_version=it.source_version,
+                state=State.FAILED if failed else State.PENDING, attempts=0,
+                next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error))
+            if it.payload is not None:
+                pk_rows.append(dict(packet_id=it.packet_id, payload=it.payload,
+                                    sha256=hashlib.sha256(it.payload).hexdigest()))
+        with self.engine.begin() as c:
+            new = 0
+            if ex_rows:
+                res = c.execute(self._insert(EX).on_conflict_do_nothing(
+                    index_elements=["packet_id"]).returning(EX.c.packet_id), ex_rows)
+                inserted = set(res.scalars())
+                new = len(inserted)
+                pk_rows = [r for r in pk_rows if r["packet_id"] in inserted]
+                if pk_rows:
+                    c.execute(insert(PK), pk_rows)
+            if cursor_position is not None:
+                self._advance_cursor(c, route, cursor_position, now)
+        return new
+
+    def _advance_cursor(self, c, route: str, position: str, now: dt.datetime) -> None:
+        stmt = self._insert(CU).values(route=route, position=position, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["route"],
+            set_=dict(position=position, updated_at=now),
+            where=CU.c.position < position)
+        c.execute(stmt)
+
+    # ---- delivery --------------------------------------------------------------------
+
+    def claim(self, route: str, *, limit: int, lease_seconds: float,
+              owner: str | None = None, now: dt.datetime | None = None) -> list[ClaimedExchange]:
+        """Take up to `limit` due exchanges under a lease, committed before any network call.
+
+        One statement: on PostgreSQL the inner select skips rows another instance holds
+        (FOR UPDATE SKIP LOCKED); on SQLite, BEGIN IMMEDIATE serialises writers."""
+        now = now or utcnow()
+        owner = owner or self.instance
+        due = or_(EX.c.state == State.PENDING,
+                  and_(EX.c.state == State.RETRY_WAIT, EX.c.next_attempt_at <= now),
+                  and_(EX.c.state == State.SENDING, EX.c.lease_expires_at < now))
+        sub = (select(EX.c.id).where(EX.c.route == route, EX.c.direction == "out", due)
+               .order_by(EX.c.id).limit(limit))
+        if not is_sqlite(self.engine):
+            sub = sub.with_for_update(skip_locked=True)
+        stmt = (update(EX).where(EX.c.id.in_(sub.scalar_subquery()), due)
+                .values(state=State.SENDING, lease_owner=owner, updated_at=now,
+                        lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                        attempts=EX.c.attempts + 1)
+                .returning(EX.c.id, EX.c.packet_id, EX.c.kind, EX.c.attempts, EX.c.created_at))
+        with self.engine.begin() as c:
+            rows = c.execute(stmt).all()
+            if not rows:
+                return []
+            payloads = dict(c.execute(select(PK.c.packet_id, PK.c.payload).where(
+                PK.c.packet_id.in_([r.packet_id for r in rows]))).all())
+        rows.sort(key=lambda r: r.id)
+        return [ClaimedExchange(r.id, r.packet_id, r.kind, r.attempts, r.created_at,
+                                payloads[r.packet_id]) for r in rows]
+
+    def record_outcomes(self, outcomes: Sequence[AttemptOutcome], claimed: dict[int, ClaimedExchange],
+                        policy: states.RetryPolicy, owner: str | None = None) -> None:
+        """Write every attempt and the state it leads to, in one transaction.
+
+        The update is conditional on our lease, so a late answer never overwrites what an
+        instance that took the expired lease over has recorded."""
+        owner = owner or self.instance
+        now = utcnow()
+        with self.engine.begin() as c:
+            attempts = []
+            for o in outcomes:
+                ex = claimed[o.exchange_id]
+                attempts.append(dict(exchange_id=o.exchange_id, number=ex.attempts,
+                                     started_at=o.started_at, duration_ms=o.duration_ms,
+                                     outcome=o.outcome, error=o.error, instance=owner))
+                values: dict = dict(updated_at=now, lease_owner=None, lease_expires_at=None)
+                if o.outcome in ("delivered", "duplicate"):
+                    values.update(state=State.DELIVERED, delivered_at=now, last_error=None)
+                elif o.outcome == "sent":
+                    values.update(state=State.SENT, last_error=None)
+                else:
+                    d = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
+                                             created_at=ex.created_at, now=now, policy=policy)
+                    values.update(state=d.state, next_attempt_at=d.next_attempt_at,
+                                  last_error=o.error)
+                states.check(State.SENDING, values["state"])
+                if o.platform_message_id:
+                    values.update(platform_message_id=o.platform_message_id,
+                                  receipt_status=o.receipt_status)
+                c.execute(update(EX).where(EX.c.id == o.exchange_id,
+                                           EX.c.state == State.SENDING,
+                                           EX.c.lease_owner == owner).values(**values))
+            if attempts:
+                c.execute(insert(AT), attempts)
+
+    def release_leases(self, owner: str | None = None) -> int:
+        """Put `sending` exchanges back to the queue: all of them (when this process holds
+        the exclusive instance lock) or those of one owner."""
+        cond = [EX.c.state == State.SENDING]
+        if owner:
+            cond.append(EX.c.lease_owner == owner)
+        with self.engine.begin() as c:
+            return c.execute(update(EX).where(*cond).values(
+                state=State.PENDING, lease_owner=None, lease_expires_at=None,
+                updated_at=utcnow())).rowcount
+
+    # ---- reading ---------------------------------------------------------------------
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(EX.c.kind, EX.c.state, func.count())
+                             .group_by(EX.c.kind, EX.c.state)).all()
+        return {(k, s): n for k, s, n in rows}
+
+    def outstanding(self, route: str | None = None) -> int:
+        """Exchanges that are not final and not failed: work still to do."""
+        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        if route:
+            cond.append(EX.c.route == route)
+        with self.engine.connect() as c:
+            return c.execute(select(func.count()).where(*cond)).scalar_one()
+
+    def oldest_outstanding(self) -> dt.datetime | None:
+        with self.engine.connect() as c:
+            return c.execute(select(func.min(EX.c.created_at)).where(EX.c.state.in_(
+                [State.PENDING, State.SENDING, State.RETRY_WAIT]))).scalar()
+
+    def last_delivery(self) -> dict[str, dt.datetime]:
+        with self.engine.connect() as c:
+            rows = c.execute(select(EX.c.route, func.max(EX.c.delivered_at))
+                             .where(EX.c.state == State.DELIVERED).group_by(EX.c.route)).all()
+        return {r: t for r, t in rows}
+
+    def next_due(self, route: str) -> dt.datetime | None:
+        with self.engine.connect() as c:
+            return c.execute(select(func.min(EX.c.next_attempt_at)).where(
+                EX.c.route == route, EX.c.state == State.RETRY_WAIT)).scalar()
+
+    def get(self, ident: str) -> Exchange | None:
+        from sqlalchemy.orm import Session
+        with Session(self.engine) as s:
+            q = select(Exchange).where(or_(Exchange.packet_id == ident,
+                                           Exchange.id == (int(ident) if ident.isdigit() else -1)))
+            return s.execute(q).scalar_one_or_none()
+
+    def attempts_of(self, exchange_id: int) -> list[Attempt]:
+        from sqlalchemy.orm import Session
+        with Session(self.engine) as s:
+            return list(s.execute(select(Attempt).where(Attempt.exchange_id == exchange_id)
+                                  .order_by(Attempt.id)).scalars())
+
+    def payload_of(self, packet_id: str) -> bytes | None:
+        with self.engine.connect() as c:
+            return c.execute(select(PK.c.payload).where(PK.c.packet_id == packet_id)).scalar()
