@@ -156,7 +156,8 @@ class Settings(_Section):
     def url(self, value: str) -> str:
         """A SQLAlchemy URL with a relative SQLite path made absolute."""
         prefix = "sqlite:///"
-        if value.startswith(prefix) and not value.startswith(prefix + "/") and ":memory:" not in value:
+        relative = not value.startswith(prefix + "/") and ":memory:" not in value
+        if value.startswith(prefix) and relative:
             return prefix + str(self.path(value[len(prefix):]))
         return value
 

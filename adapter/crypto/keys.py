@@ -46,7 +46,8 @@ def load_certificates(path: Path) -> list[x509.Certificate]:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(str(path), "-", f"cannot read certificate file: {exc.strerror}") from None
+        raise ConfigError(str(path), "-",
+                          f"cannot read certificate file: {exc.strerror}") from None
     try:
         certs = x509.load_pem_x509_certificates(data)
     except ValueError as exc:
@@ -61,8 +62,8 @@ def load_identity(key_path: Path, cert_path: Path, chain_paths: list[Path] | Non
     try:
         stamp = tuple((str(p), os.stat(p).st_mtime_ns) for p in paths)
     except OSError as exc:
-        raise ConfigError(str(exc.filename), "-",
-                          f"{exc.strerror} (run `thads-adapter certs dev-pki` for a demo)") from None
+        hint = "run `thads-adapter certs dev-pki` for a demo"
+        raise ConfigError(str(exc.filename), "-", f"{exc.strerror} ({hint})") from None
     with _lock:
         if stamp in _cache:
             return _cache[stamp]

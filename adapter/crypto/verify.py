@@ -20,8 +20,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification
 from lxml import etree
-from signxml import InvalidCertificate, InvalidInput, InvalidSignature, SignatureConfiguration
-from signxml import XMLVerifier
+from signxml import (
+    InvalidCertificate,
+    InvalidInput,
+    InvalidSignature,
+    SignatureConfiguration,
+    XMLVerifier,
+)
 from signxml.exceptions import InvalidDigest
 
 from adapter.crypto.constants import ACCEPTED_DIGESTS, ACCEPTED_SIGNATURE_METHODS, DSIG_NS
@@ -75,9 +80,9 @@ class PacketVerifier:
         fp = leaf.fingerprint(hashes.SHA256())
         now = time.monotonic()
         with self._lock:
-            if self._chains.get(fp, 0.0) > now:
-                if leaf.not_valid_after_utc > dt.datetime.now(dt.UTC):
-                    return
+            fresh = self._chains.get(fp, 0.0) > now
+            if fresh and leaf.not_valid_after_utc > dt.datetime.now(dt.UTC):
+                return
         verifier = (verification.PolicyBuilder().store(self._store)
                     .extension_policies(ee_policy=_ee_policy(),
                                         ca_policy=verification.ExtensionPolicy.webpki_defaults_ca())

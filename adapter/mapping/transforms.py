@@ -18,10 +18,11 @@ from adapter.mapping.vntext import legacy_encoding_reason, to_nfc
 
 VN_TZ = dt.timezone(dt.timedelta(hours=7), "ICT")
 
-CITIZEN_ID_PROVINCES = frozenset(
+#: the first three digits of a CCCD: the province of registration.
+CITIZEN_ID_PROVINCES = frozenset((
     "001 002 004 006 008 010 011 012 014 015 017 019 020 022 024 025 026 027 030 031 033 034 "
     "035 036 037 038 040 042 044 045 046 048 049 051 052 054 056 058 060 062 064 066 067 068 "
-    "070 072 074 075 077 079 080 082 083 084 086 087 089 091 092 093 094 095 096".split())
+    "070 072 074 075 077 079 080 082 083 084 086 087 089 091 092 093 094 095 096").split())
 
 _ORG_ID = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
 _TAX = re.compile(r"\d{10}(-\d{3})?")

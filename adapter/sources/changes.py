@@ -12,7 +12,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import Engine, and_, or_, select
 
@@ -60,8 +60,9 @@ _OBLIGATION_COLS = ("type", "amount", "asset_description")
 class ChangeReader:
     """Reads one kind of record (case, receipt, judgment) in change order."""
 
-    _TABLES = {"case": CaseRow, "receipt": ReceiptRow, "judgment": JudgmentRow}
-    _KEYS = {"case": "case_code", "receipt": "receipt_code", "judgment": "judgment_code"}
+    _TABLES: ClassVar = {"case": CaseRow, "receipt": ReceiptRow, "judgment": JudgmentRow}
+    _KEYS: ClassVar = {"case": "case_code", "receipt": "receipt_code",
+                       "judgment": "judgment_code"}
 
     def __init__(self, engine: Engine, kind: str, batch_size: int = 500) -> None:
         if kind not in self._TABLES:

@@ -157,8 +157,9 @@ class ExchangeStore:
         return [ClaimedExchange(r.id, r.packet_id, r.kind, r.attempts, r.created_at,
                                 payloads[r.packet_id]) for r in rows]
 
-    def record_outcomes(self, outcomes: Sequence[AttemptOutcome], claimed: dict[int, ClaimedExchange],
-                        policy: states.RetryPolicy, owner: str | None = None) -> None:
+    def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
+                        claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
+                        owner: str | None = None) -> None:
         """Write every attempt and the state it leads to, in one transaction.
 
         The update is conditional on our lease, so a late answer never overwrites what an

@@ -1,0 +1,50 @@
+# Two commands on a fresh machine:  make run   (the demo)   and   make test   (the suite).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint bench system-deps venv clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+venv: $(STAMP)
+
+## the demo: dev PKI, 1,000 synthetic cases, simulator, service until every packet is delivered
+run: $(STAMP)
+	$(BIN)/thads-adapter init --demo
+	$(BIN)/thads-adapter run --until-idle
+
+## the whole suite, with the real xmlsec1 and a real PostgreSQL server
+test: system-deps $(STAMP)
+	$(BIN)/ruff check adapter tests bench
+	$(BIN)/pytest
+
+## Debian packages the tests need: the xmlsec1 reference binary and a PostgreSQL server.
+system-deps:
+	@missing=""; \
+	command -v xmlsec1 >/dev/null 2>&1 || missing="$$missing xmlsec1"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing:$$missing"; \
+	    $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "please install:$$missing" >&2; exit 2; fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check adapter tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/outbound.py
+
+clean:
+	rm -rf var $(VENV) .pytest_cache .ruff_cache

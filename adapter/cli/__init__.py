@@ -1,0 +1,1 @@
+"""Commands for operators and auditors; thin, they call engine, store and crypto."""

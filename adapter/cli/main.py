@@ -1,0 +1,71 @@
+"""`thads-adapter`: the command-line contract of CLI.md.
+
+Exit codes everywhere: 0 success/valid/intact; 1 the thing checked is invalid, failed,
+tampered or not found; 2 usage, configuration or I/O error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from adapter.errors import AdapterError, ConfigError
+from adapter.privacy import MaskingFilter
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(MaskingFilter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("zeep").setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from adapter.cli import certs, exchanges, packets, running
+
+    p = argparse.ArgumentParser(prog="thads-adapter",
+                                description="THADS exchange adapter (LGSP SOAP, document axis)")
+    p.add_argument("--config", help="configuration file (default: $THADS_ADAPTER_CONFIG, "
+                                    "else config/adapter.toml)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    running.register(sub)
+    exchanges.register(sub)
+    packets.register(sub)
+    certs.register(sub)
+    return p
+
+
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: usage errors are exit 2 already
+        return int(exc.code or 0)
+    _setup_logging(getattr(args, "log_level", None) or "INFO")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AdapterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"I/O error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

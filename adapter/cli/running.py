@@ -1,0 +1,148 @@
+"""init, run, sim, status."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+from adapter.cli.common import print_json, print_table, settings_of
+
+
+def register(sub) -> None:
+    p = sub.add_parser("init", help="create the state database (and with --demo, the demo)")
+    p.add_argument("--demo", action="store_true",
+                   help="also the dev PKI and a demo enforcement database")
+    p.add_argument("--cases", type=int, default=1000, help="demo cases (default 1000)")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("run", help="the service: every configured route on its schedule")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--once", action="store_true", help="run each job once, then exit")
+    g.add_argument("--until-idle", action="store_true",
+                   help="run until nothing is pending or waiting to retry")
+    p.add_argument("--no-simulator", action="store_true",
+                   help="do not start the embedded simulator even if configured")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("sim", help="the local simulator of the ministry platform")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--db", help="simulator store (default from [simulator] db)")
+    p.add_argument("--error-rate", type=float, default=0.0)
+    p.add_argument("--lost-response-rate", type=float, default=0.0)
+    p.add_argument("--reject-rate", type=float, default=0.0)
+    p.add_argument("--latency-ms", type=float, default=0.0)
+    p.add_argument("--seed", type=int)
+    p.set_defaults(handler=cmd_sim)
+
+    p = sub.add_parser("status", help="counts per state, oldest pending, platform health")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_status)
+
+
+def cmd_init(args) -> int:
+    from adapter.crypto.devpki import create_dev_pki
+    from adapter.dbutil import make_engine
+    from adapter.sources.synth import generate
+    from adapter.store.repository import ExchangeStore
+
+    s = settings_of(args)
+    if args.demo:
+        certs_dir = s.path(s.signing.cert).parent
+        written = create_dev_pki(certs_dir)
+        print(f"dev PKI in {certs_dir}: {'created' if written else 'already present'}")
+        t0 = time.perf_counter()
+        totals = generate(make_engine(s.url(s.source.url)), cases=args.cases)
+        if totals["cases"]:
+            print(f"demo enforcement database: {totals['cases']} cases, {totals['receipts']} "
+                  f"receipts, {totals['judgments']} judgments ({time.perf_counter() - t0:.1f}s)")
+        else:
+            print("demo enforcement database: already filled")
+    ExchangeStore(make_engine(s.url(s.adapter.state_db))).create_schema()
+    print(f"state database ready: {s.adapter.state_db}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from adapter.service.runner import run_service
+
+    s = settings_of(args)
+    return run_service(s, once=args.once, until_idle=args.until_idle,
+                       with_simulator=False if args.no_simulator else None)
+
+
+def cmd_sim(args) -> int:
+    from pathlib import Path
+
+    from adapter.sim.app import Faults
+    from adapter.sim.server import serve
+
+    s = settings_of(args)
+    faults = Faults(error_rate=args.error_rate, lost_response_rate=args.lost_response_rate,
+                    reject_rate=args.reject_rate, latency_ms=args.latency_ms, seed=args.seed)
+    serve(s, args.host, args.port, faults, Path(args.db) if args.db else None)
+    return 0
+
+
+def _platform_health(s) -> dict:
+    from adapter.errors import AdapterError
+    from adapter.transports.lgsp import LgspTransport
+
+    t0 = time.perf_counter()
+    try:
+        t = LgspTransport(s.lgsp, s.path)
+        t.query_status("00000000-0000-0000-0000-000000000000")
+        t.close()
+        return {"reachable": True, "ms": round((time.perf_counter() - t0) * 1000)}
+    except AdapterError as exc:
+        return {"reachable": False, "error": str(exc)}
+
+
+def cmd_status(args) -> int:
+    from adapter.crypto.keys import load_certificates
+    from adapter.dbutil import make_engine
+    from adapter.store.repository import ExchangeStore, utcnow
+
+    s = settings_of(args)
+    store = ExchangeStore(make_engine(s.url(s.adapter.state_db)))
+    store.create_schema()
+    counts = store.counts()
+    oldest = store.oldest_outstanding()
+    last = store.last_delivery()
+    certs = {}
+    for label, path in (("signing", s.signing.cert),
+                        *((f"trust:{p}", p) for p in s.signing.trust_anchors)):
+        try:
+            c = load_certificates(s.path(path))[0]
+            certs[label] = round((c.not_valid_after_utc - dt.datetime.now(dt.UTC))
+                                 .total_seconds() / 86400, 1)
+        except Exception as exc:
+            certs[label] = f"unreadable: {exc}"
+    data = {
+        "exchanges": [{"kind": k, "state": st, "count": n}
+                      for (k, st), n in sorted(counts.items())],
+        "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
+        "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
+        "platform": _platform_health(s),
+        "certificates_days_to_expiry": certs,
+    }
+    if args.json:
+        print_json(data)
+        return 0
+    states = ["pending", "sending", "sent", "delivered", "retry_wait", "failed", "cancelled"]
+    kinds = sorted({k for k, _ in counts})
+    print_table(["kind", *[x.replace("retry_wait", "retry") for x in states]],
+                [[k, *[counts.get((k, st), 0) for st in states]] for k in kinds])
+    print()
+    age = data["oldest_pending_seconds"]
+    print(f"oldest pending:  {'none' if age is None else f'{age:.0f}s'}")
+    for r in s.routes:
+        t = last.get(r.name)
+        when = t.isoformat(timespec="seconds") + "Z" if t else "never"
+        print(f"last delivery:   {r.name}: {when}")
+    pf = data["platform"]
+    health = f"reachable ({pf['ms']} ms)" if pf["reachable"] else f"UNREACHABLE: {pf['error']}"
+    print(f"platform:        {health}")
+    for label, days in certs.items():
+        print(f"certificate:     {label}: {days} days to expiry")
+    return 0

@@ -1,0 +1,1 @@
+"""Outbound and inbound pipelines, and the per-process context they share."""

@@ -1,0 +1,93 @@
+"""Everything a process builds once and shares: settings, databases, key, WSDL client,
+worker pools. The service builds one Context at start; nothing else holds global state."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import multiprocessing
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+
+from adapter.config import Settings
+from adapter.dbutil import make_engine
+from adapter.privacy import mask_ids
+from adapter.sources.changes import SourceRecord
+from adapter.store.repository import ExchangeStore, NewExchange
+from adapter.store.states import RetryPolicy
+from adapter.transports.base import Transport
+
+
+class Context:
+    def __init__(self, settings: Settings, *, transport: Transport | None = None) -> None:
+        self.settings = settings
+        self.instance = settings.adapter.instance_name or f"{socket.gethostname()}:{os.getpid()}"
+        self.state_engine = make_engine(settings.url(settings.adapter.state_db))
+        self.store = ExchangeStore(self.state_engine, instance=self.instance)
+        self.stopping = threading.Event()
+        self._transport = transport
+        self._sign_pool: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        r = settings.retry
+        self.retry_policy = RetryPolicy(
+            max_attempts=r.max_attempts, base_delay=r.base_delay_seconds,
+            max_delay=r.max_delay_seconds,
+            max_age=dt.timedelta(hours=r.max_age_hours))
+
+    @cached_property
+    def source_engine(self):
+        return make_engine(self.settings.url(self.settings.source.url))
+
+    @property
+    def transport(self) -> Transport:
+        with self._lock:
+            if self._transport is None:
+                from adapter.transports.lgsp import LgspTransport
+                self._transport = LgspTransport(self.settings.lgsp, self.settings.path)
+            return self._transport
+
+    @cached_property
+    def io_pool(self) -> cf.ThreadPoolExecutor:
+        return cf.ThreadPoolExecutor(self.settings.lgsp.concurrency, thread_name_prefix="send")
+
+    @cached_property
+    def builder(self):
+        from adapter.engine.build import PacketBuilder
+        return PacketBuilder(self.settings)
+
+    def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
+        if not records:
+            return []
+        workers = self.settings.service.sign_workers
+        if workers <= 0 or len(records) < 8:
+            return [self.builder.build(r, recipient) for r in records]
+        from adapter.engine import build
+        with self._lock:
+            if self._sign_pool is None:
+                # spawn, not fork: this process runs threads (scheduler, sender pool).
+                self._sign_pool = cf.ProcessPoolExecutor(
+                    workers, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=build.init_worker,
+                    initargs=(self.settings.source_file, None))
+        chunk = max(1, len(records) // (workers * 4))
+        return list(self._sign_pool.map(build.build_in_worker,
+                                        [(r, recipient) for r in records], chunksize=chunk))
+
+    @staticmethod
+    def mask(text: str) -> str:
+        return mask_ids(text)
+
+    def close(self) -> None:
+        self.stopping.set()
+        if self._sign_pool is not None:
+            self._sign_pool.shutdown(wait=True, cancel_futures=True)
+        if "io_pool" in self.__dict__:
+            self.io_pool.shutdown(wait=True)
+        if self._transport is not None:
+            self._transport.close()
+        self.state_engine.dispose()
+        if "source_engine" in self.__dict__:
+            self.source_engine.dispose()

@@ -1,0 +1,136 @@
+"""The outbound pipeline: change capture -> prepared exchanges -> delivery.
+
+Prepare reads source rows in batches, builds signed packets (inline or in worker
+processes) and commits the new exchanges together with the advanced cursor: a crash before
+the commit re-reads the same rows and derives the same packet ids. Delivery claims due
+exchanges under a lease (committed), sends them concurrently outside any transaction, then
+commits every attempt and the state it leads to in one batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from adapter.config import RouteSection
+from adapter.engine.context import Context
+from adapter.errors import AdapterError, RejectedByPeer, TransportError
+from adapter.mapping import packet_id
+from adapter.sources.changes import ChangeReader, SourceCursor
+from adapter.store.repository import AttemptOutcome, ClaimedExchange, utcnow
+from adapter.transports.base import PlatformReceipt
+
+log = logging.getLogger("adapter.outbound")
+
+
+@dataclass
+class RoundStats:
+    prepared: int = 0
+    rejected: int = 0
+    delivered: int = 0
+    retrying: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class OutboundEngine:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    # ---- prepare ---------------------------------------------------------------------
+
+    def prepare(self, route: RouteSection, *, max_batches: int | None = None) -> RoundStats:
+        ctx = self.ctx
+        stats = RoundStats()
+        reader = ChangeReader(ctx.source_engine, route.kind, ctx.settings.source.batch_size)
+        start = SourceCursor.decode(ctx.store.cursor(route.name))
+        after = start.minus(ctx.settings.source.lookback_seconds)
+        for n, batch in enumerate(reader.batches(after)):
+            if ctx.stopping.is_set():
+                break
+            ids = {packet_id(r.kind, r.key, r.version): r for r in batch}
+            known = ctx.store.existing_packet_ids(list(ids))
+            todo = [r for pid, r in ids.items() if pid not in known]
+            built = ctx.build_many(todo, route.recipient)
+            position = max(batch[-1].cursor, start).encode()
+            ctx.store.add_exchanges(route.name, built, position)
+            for b in built:
+                if b.error:
+                    stats.rejected += 1
+                    stats.errors.append(b.error)
+                    log.warning("not sent: %s", ctx.mask(b.error))
+                else:
+                    stats.prepared += 1
+            if max_batches is not None and n + 1 >= max_batches:
+                break
+        return stats
+
+    # ---- deliver ---------------------------------------------------------------------
+
+    def deliver(self, route: RouteSection, *, max_rounds: int | None = None) -> RoundStats:
+        """Claim and send until nothing is due (or `max_rounds`)."""
+        ctx = self.ctx
+        stats = RoundStats()
+        rounds = 0
+        while not ctx.stopping.is_set():
+            claimed = ctx.store.claim(route.name, limit=route.batch_size,
+                                      lease_seconds=ctx.settings.retry.lease_seconds)
+            if not claimed:
+                break
+            outcomes = list(ctx.io_pool.map(self._send_one, claimed))
+            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy)
+            for o in outcomes:
+                if o.outcome in ("delivered", "duplicate", "sent"):
+                    stats.delivered += 1
+                elif o.permanent:
+                    stats.failed += 1
+                    log.warning("exchange %s failed: %s", o.exchange_id, o.error)
+                else:
+                    stats.retrying += 1
+            rounds += 1
+            if max_rounds is not None and rounds >= max_rounds:
+                break
+            if stats.retrying and not stats.delivered:
+                break  # the platform is struggling: let backoff work, come back later
+        return stats
+
+    def _send_one(self, ex: ClaimedExchange) -> AttemptOutcome:
+        started = utcnow()
+        t0 = time.perf_counter()
+        ctx = self.ctx
+
+        def done(outcome: str, **kw) -> AttemptOutcome:
+            ms = int((time.perf_counter() - t0) * 1000)
+            return AttemptOutcome(ex.id, started, ms, outcome, **kw)
+
+        try:
+            receipt = ctx.transport.submit(packet_id=ex.packet_id, kind=ex.kind,
+                                           sender=ctx.settings.adapter.organisation_id,
+                                           payload=ex.payload)
+        except RejectedByPeer as exc:
+            return done("rejected", error=str(exc), permanent=True)
+        except TransportError as exc:
+            return done("transient", error=str(exc), permanent=False)
+        except AdapterError as exc:
+            return done("error", error=str(exc), permanent=exc.permanent)
+        except Exception as exc:  # a bug must not lose the exchange: retry, and say so
+            log.exception("unexpected error sending %s", ex.packet_id)
+            return done("transient", error=f"unexpected {exc.__class__.__name__}: {exc}")
+        return self._judge_receipt(ex, receipt, done)
+
+    @staticmethod
+    def _judge_receipt(ex: ClaimedExchange, r: PlatformReceipt, done) -> AttemptOutcome:
+        ours = hashlib.sha256(ex.payload).hexdigest()
+        kw = dict(platform_message_id=r.platform_message_id, receipt_status=r.status)
+        if r.packet_id != ex.packet_id:
+            return done("rejected", permanent=True, **kw,
+                        error=f"receipt names packet {r.packet_id}, not ours")
+        if r.sha256 and r.sha256.lower() != ours:
+            return done("rejected", permanent=True, **kw,
+                        error=f"platform holds other bytes for this packet id "
+                              f"(sha256 {r.sha256[:12]}…, ours {ours[:12]}…)")
+        outcome = {"accepted": "delivered", "duplicate": "duplicate", "queued": "sent"}.get(
+            r.status, "sent")
+        return done(outcome, **kw)

@@ -1,0 +1,1 @@
+"""The unattended service: scheduler wiring, signals, instance lock."""

@@ -1,0 +1,206 @@
+"""`thads-adapter run`: one APScheduler per process, a prepare and a deliver job per route.
+
+Scheduler settings are deliberate (PITFALLS.md): the in-memory job store is never shared
+between processes (instances coordinate through row claims), `misfire_grace_time=None` so a
+late run is run rather than silently skipped, `coalesce=True` and `max_instances=1` so a
+slow round is never overlapped by itself. A job that found work asks to run again at once,
+so a backlog drains without waiting for the next interval.
+
+SIGTERM/SIGINT: stop claiming, let the running round finish and record its outcomes, then
+exit. Whatever a kill interrupts is covered by leases and deterministic packet ids.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from adapter.config import Settings
+from adapter.engine.context import Context
+from adapter.engine.outbound import OutboundEngine
+from adapter.service.lock import InstanceLock
+from adapter.store.models import Exchange
+from adapter.store.states import State
+
+log = logging.getLogger("adapter.service")
+
+
+@dataclass
+class RouteProgress:
+    prepare_rounds: int = 0
+    last_prepared: int = -1
+    busy: int = 0
+    totals: dict[str, int] = field(default_factory=lambda: {
+        "prepared": 0, "rejected": 0, "delivered": 0, "retrying": 0, "failed": 0})
+
+
+class Service:
+    def __init__(self, settings: Settings, ctx: Context | None = None) -> None:
+        self.settings = settings
+        self.ctx = ctx or Context(settings)
+        self.engine = OutboundEngine(self.ctx)
+        self.routes = [r for r in settings.routes if r.enabled]
+        self.progress = {r.name: RouteProgress() for r in self.routes}
+        self._lock = threading.Lock()
+        self.scheduler: BackgroundScheduler | None = None
+        self.started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+    # ---- jobs ------------------------------------------------------------------------
+
+    def _prepare_job(self, name: str) -> None:
+        route = self.settings.route(name)
+        p = self.progress[name]
+        with self._lock:
+            p.busy += 1
+        try:
+            stats = self.engine.prepare(route)
+            p.totals["prepared"] += stats.prepared
+            p.totals["rejected"] += stats.rejected
+            p.last_prepared = stats.prepared + stats.rejected
+            p.prepare_rounds += 1
+            if stats.prepared:
+                log.info("route %s: %d packets prepared, %d refused", name, stats.prepared,
+                         stats.rejected)
+                self._kick(f"deliver:{name}")
+        except Exception:
+            log.exception("route %s: prepare round failed; will try again", name)
+        finally:
+            with self._lock:
+                p.busy -= 1
+
+    def _deliver_job(self, name: str) -> None:
+        route = self.settings.route(name)
+        p = self.progress[name]
+        with self._lock:
+            p.busy += 1
+        try:
+            stats = self.engine.deliver(route)
+            for k in ("delivered", "retrying", "failed"):
+                p.totals[k] += getattr(stats, k)
+            if stats.delivered or stats.failed:
+                log.info("route %s: %d delivered, %d waiting to retry, %d failed", name,
+                         stats.delivered, stats.retrying, stats.failed)
+            if stats.delivered and not self.ctx.stopping.is_set():
+                self._kick(f"deliver:{name}")
+        except Exception:
+            log.exception("route %s: delivery round failed; will try again", name)
+        finally:
+            with self._lock:
+                p.busy -= 1
+
+    def _kick(self, job_id: str) -> None:
+        if self.scheduler is not None and not self.ctx.stopping.is_set():
+            with contextlib.suppress(JobLookupError):  # job gone during shutdown
+                self.scheduler.modify_job(job_id, next_run_time=dt.datetime.now(dt.UTC))
+
+    # ---- running ---------------------------------------------------------------------
+
+    def run_once(self) -> int:
+        for r in self.routes:
+            self._prepare_job(r.name)
+            self._deliver_job(r.name)
+        return self._exit_code()
+
+    def run(self, *, until_idle: bool = False, poll: float = 0.2) -> int:
+        sched = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max(2, 2 * len(self.routes)))},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=dt.UTC)
+        now = dt.datetime.now(dt.UTC)
+        for r in self.routes:
+            sched.add_job(self._prepare_job, "interval", args=[r.name], id=f"prepare:{r.name}",
+                          seconds=r.interval_seconds, next_run_time=now)
+            sched.add_job(self._deliver_job, "interval", args=[r.name], id=f"deliver:{r.name}",
+                          seconds=min(r.interval_seconds, 5.0), next_run_time=now)
+        self.scheduler = sched
+        self._install_signals()
+        sched.start()
+        log.info("service started: %d routes (%s)", len(self.routes),
+                 ", ".join(r.name for r in self.routes))
+        try:
+            while not self.ctx.stopping.wait(poll):
+                if until_idle and self._idle():
+                    log.info("nothing left to do: stopping (--until-idle)")
+                    break
+        finally:
+            self.ctx.stopping.set()
+            sched.shutdown(wait=True)
+            self.scheduler = None
+        return self._exit_code()
+
+    def _idle(self) -> bool:
+        with self._lock:
+            if any(p.busy or p.prepare_rounds == 0 or p.last_prepared != 0
+                   for p in self.progress.values()):
+                return False
+        return self.ctx.store.outstanding() == 0
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum, _frame) -> None:
+            log.info("%s received: finishing the running round, then stopping",
+                     signal.Signals(signum).name)
+            self.ctx.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def _exit_code(self) -> int:
+        from sqlalchemy import func, select
+        with self.ctx.state_engine.connect() as c:
+            failed = c.execute(select(func.count()).where(
+                Exchange.__table__.c.state == State.FAILED,
+                Exchange.__table__.c.updated_at >= self.started_at)).scalar_one()
+        return 1 if failed else 0
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {name: dict(p.totals) for name, p in self.progress.items()}
+
+
+def run_service(settings: Settings, *, once: bool = False, until_idle: bool = False,
+                with_simulator: bool | None = None) -> int:
+    """Entry point behind `thads-adapter run`."""
+    lock = InstanceLock(settings.url(settings.adapter.state_db)).acquire()
+    sim = None
+    ctx = Context(settings)
+    try:
+        ctx.store.create_schema()
+        if lock.exclusive:
+            released = ctx.store.release_leases()
+            if released:
+                log.info("%d exchanges left sending by a previous run returned to the queue",
+                         released)
+        embedded = settings.simulator.embedded if with_simulator is None else with_simulator
+        if embedded:
+            from adapter.sim.server import start_child
+            sim = start_child(settings, config_file=settings.source_file,
+                              log=settings.path(settings.adapter.data_dir) / "simulator.log")
+            log.info("embedded simulator started (pid %d)", sim.pid)
+        service = Service(settings, ctx)
+        t0 = time.perf_counter()
+        code = service.run_once() if once else service.run(until_idle=until_idle)
+        for name, totals in service.summary().items():
+            log.info("route %s: %s (%.1fs)", name,
+                     ", ".join(f"{k} {v}" for k, v in totals.items()), time.perf_counter() - t0)
+        return code
+    finally:
+        ctx.close()
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(10)
+            except Exception:
+                sim.kill()
+        lock.release()
+

@@ -1,0 +1,252 @@
+"""WSGI application of the simulated ministry platform.
+
+It behaves like a strict platform: parses with the one safe parser, verifies the signature
+against its own trust store, validates the schema, checks the business rules it can
+(receipt words against the amount), deduplicates by packet id (a duplicate gets its
+original receipt back) and stores what it accepts durably. It can be told to misbehave
+(errors, lost answers, latency, timeouts, outages, rejections) through `POST /control`.
+
+Endpoints: POST /lgsp (SOAP), GET /report (JSON), GET /health, GET|POST /control.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from lxml import etree
+
+from adapter.crypto.verify import PacketVerifier
+from adapter.errors import PacketError, SignatureError, UnsafeXmlError
+from adapter.mapping.vntext import words_match_amount
+from adapter.sim.store import SimStore
+from adapter.xml.safe import parse_untrusted
+from adapter.xml.schema import SchemaRegistry
+
+SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+TNS = "urn:thads-adapter:lgsp:1"
+PKT_NS = "urn:thads-adapter:exchange:1"
+MAX_REQUEST = 32 * 1024 * 1024
+
+
+@dataclass
+class Faults:
+    """What the simulator does wrong, on purpose. Rates are probabilities per request."""
+
+    error_rate: float = 0.0          # answer HTTP 500 with a Server fault, store nothing
+    lost_response_rate: float = 0.0  # store the packet, then answer 500 (the answer "got lost")
+    reject_rate: float = 0.0         # refuse with a business rejection (permanent)
+    timeout_rate: float = 0.0        # sleep `timeout_seconds` before answering
+    timeout_seconds: float = 30.0
+    latency_ms: float = 0.0          # added to every answer
+    down_until: float = 0.0          # epoch seconds: answer 503 until then
+    deferred_seconds: float = -1.0   # >= 0: receipts say "queued", delivered after this delay
+    seed: int | None = None
+
+    def update(self, data: dict) -> None:
+        names = {f.name for f in dataclasses.fields(self)}
+        for k, v in data.items():
+            if k == "down_for_seconds":
+                self.down_until = time.time() + float(v)
+            elif k in names:
+                setattr(self, k, type(getattr(self, k))(v) if v is not None else None)
+            else:
+                raise KeyError(k)
+
+
+class SimulatorApp:
+    def __init__(self, store: SimStore, verifier: PacketVerifier, schemas: SchemaRegistry,
+                 faults: Faults | None = None) -> None:
+        self.store, self.verifier, self.schemas = store, verifier, schemas
+        self.faults = faults or Faults()
+        self._rng = random.Random(self.faults.seed)
+        self._rng_lock = threading.Lock()
+
+    # ---- WSGI ------------------------------------------------------------------------
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO", ""), environ.get("REQUEST_METHOD", "GET")
+        if path == "/health":
+            return self._json(start_response, {"status": "ok"})
+        if path == "/report":
+            return self._json(start_response, self.store.report())
+        if path == "/control":
+            if method == "POST":
+                try:
+                    self.faults.update(json.loads(self._body(environ) or b"{}"))
+                    with self._rng_lock:
+                        self._rng = random.Random(self.faults.seed)
+                except (KeyError, ValueError, TypeError) as exc:
+                    return self._json(start_response, {"error": f"bad control: {exc}"}, "400")
+            return self._json(start_response, dataclasses.asdict(self.faults))
+        if path == "/lgsp" and method == "POST":
+            return self._soap(environ, start_response)
+        if path == "/lgsp" and method == "GET":
+            return self._respond(start_response, "405 Method Not Allowed", b"POST SOAP here",
+                                 "text/plain")
+        return self._respond(start_response, "404 Not Found", b"not found", "text/plain")
+
+    def _chance(self, rate: float) -> bool:
+        if rate <= 0:
+            return False
+        with self._rng_lock:
+            return self._rng.random() < rate
+
+    @staticmethod
+    def _body(environ: dict) -> bytes:
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            n = 0
+        if n > MAX_REQUEST:
+            raise UnsafeXmlError(f"request of {n} bytes exceeds {MAX_REQUEST}")
+        return environ["wsgi.input"].read(n) if n else b""
+
+    @staticmethod
+    def _respond(start_response, status: str, body: bytes, ctype: str):
+        start_response(status, [("Content-Type", ctype), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _json(self, start_response, data, code: str = "200"):
+        body = json.dumps(data, ensure_ascii=False).encode()
+        return self._respond(start_response, f"{code} {'OK' if code == '200' else 'Error'}",
+                             body, "application/json")
+
+    # ---- SOAP ------------------------------------------------------------------------
+
+    def _soap(self, environ: dict, start_response) -> Iterable[bytes]:
+        f = self.faults
+        if f.latency_ms:
+            time.sleep(f.latency_ms / 1000)
+        if f.down_until and time.time() < f.down_until:
+            return self._fault(start_response, "Server", "UNAVAILABLE",
+                               "platform down for maintenance", True, "503 Service Unavailable")
+        if self._chance(f.timeout_rate):
+            time.sleep(f.timeout_seconds)
+        if self._chance(f.error_rate):
+            return self._fault(start_response, "Server", "INTERNAL", "simulated server error",
+                               True)
+        try:
+            env = parse_untrusted(self._body(environ), name="SOAP request")
+        except UnsafeXmlError as exc:
+            return self._fault(start_response, "Client", "MALFORMED", str(exc), False)
+        body = env.find(f"{{{SOAP_NS}}}Body")
+        op = body[0] if body is not None and len(body) else None
+        if op is None:
+            return self._fault(start_response, "Client", "MALFORMED", "no SOAP body", False)
+        name = etree.QName(op).localname
+        if name == "SubmitPacketRequest":
+            return self._submit(op, start_response)
+        if name == "QueryDeliveryStatusRequest":
+            return self._query(op, start_response)
+        return self._fault(start_response, "Client", "UNKNOWN_OPERATION", name, False)
+
+    def _submit(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        packet_id = (op.findtext(f"{t}packetId") or "").strip()
+        kind = (op.findtext(f"{t}kind") or "").strip()
+        sender = (op.findtext(f"{t}sender") or "").strip()
+        try:
+            payload = base64.b64decode(op.findtext(f"{t}packet") or "", validate=True)
+        except (binascii.Error, ValueError):
+            return self._fault(start_response, "Client", "MALFORMED", "packet is not base64",
+                               False)
+        try:
+            verified = self.verifier.verify(payload, packet=packet_id or None)
+            root = verified.root
+            self.schemas.check(root, packet=packet_id)
+        except SignatureError as exc:
+            return self._fault(start_response, "Client", f"SIGNATURE_{exc.outcome.upper()}",
+                               str(exc), False)
+        except PacketError as exc:
+            code = "SCHEMA_INVALID" if exc.__class__.__name__ == "SchemaInvalidError" \
+                else "MALFORMED"
+            return self._fault(start_response, "Client", code, str(exc), False)
+        header_id = root.findtext(f"{{{PKT_NS}}}Header/{{{PKT_NS}}}PacketId")
+        if header_id != packet_id:
+            return self._fault(start_response, "Client", "PACKET_ID_MISMATCH",
+                               f"request says {packet_id!r}, signed packet says {header_id!r}",
+                               False)
+        problem = self._business_problem(root)
+        if problem is None and self._chance(self.faults.reject_rate):
+            problem = "simulated business rejection"
+        if problem:
+            return self._fault(start_response, "Client", "BUSINESS_REJECTED", problem, False)
+        status = "queued" if self.faults.deferred_seconds >= 0 else "accepted"
+        stored = self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
+                                   sha256=hashlib.sha256(payload).hexdigest(), payload=payload,
+                                   status=status)
+        if self._chance(self.faults.lost_response_rate):
+            return self._fault(start_response, "Server", "INTERNAL",
+                               "simulated failure after storing", True)
+        e = etree.Element(f"{t}SubmitPacketResponse", nsmap={None: TNS})
+        r = etree.SubElement(e, f"{t}receipt")
+        for tag, value in (("platformMessageId", stored.platform_message_id),
+                           ("packetId", packet_id),
+                           ("status", "duplicate" if stored.duplicate else stored.status),
+                           ("receivedAt", stored.received_at), ("sha256", stored.sha256)):
+            etree.SubElement(r, f"{t}{tag}").text = value
+        return self._envelope(start_response, e)
+
+    @staticmethod
+    def _business_problem(root: etree._Element) -> str | None:
+        n = f"{{{PKT_NS}}}"
+        if root.tag == f"{n}Receipt":
+            words, amount = root.findtext(f"{n}AmountInWords"), root.findtext(f"{n}Amount")
+            if not words or not amount or not words_match_amount(words, int(amount)):
+                return f"AmountInWords {words!r} does not read Amount {amount}"
+        return None
+
+    def _query(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        packet_id = (op.findtext(f"{t}packetId") or "").strip()
+        found = self.store.status_of(packet_id)
+        e = etree.Element(f"{t}QueryDeliveryStatusResponse", nsmap={None: TNS})
+        etree.SubElement(e, f"{t}packetId").text = packet_id
+        if found is None:
+            etree.SubElement(e, f"{t}status").text = "unknown"
+        else:
+            status, pmid = found
+            if status == "queued" and self._deferred_elapsed(packet_id):
+                self.store.release_queued()
+                status = "accepted"
+            etree.SubElement(e, f"{t}status").text = "queued" if status == "queued" \
+                else "delivered"
+            etree.SubElement(e, f"{t}platformMessageId").text = pmid
+        return self._envelope(start_response, e)
+
+    def _deferred_elapsed(self, packet_id: str) -> bool:
+        row = self.store._conn().execute("SELECT received_at FROM received WHERE packet_id=?",
+                                         (packet_id,)).fetchone()
+        if not row:
+            return False
+        age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(row[0])
+        return age.total_seconds() >= self.faults.deferred_seconds
+
+    def _envelope(self, start_response, payload: etree._Element, status: str = "200 OK"):
+        env = etree.Element(f"{{{SOAP_NS}}}Envelope", nsmap={"soap": SOAP_NS})
+        etree.SubElement(env, f"{{{SOAP_NS}}}Body").append(payload)
+        body = etree.tostring(env, xml_declaration=True, encoding="UTF-8")
+        return self._respond(start_response, status, body, "text/xml; charset=utf-8")
+
+    def _fault(self, start_response, who: str, code: str, reason: str, retryable: bool,
+               status: str = "500 Internal Server Error"):
+        s = f"{{{SOAP_NS}}}"
+        fault = etree.Element(f"{s}Fault", nsmap={"soap": SOAP_NS})
+        etree.SubElement(fault, "faultcode").text = f"soap:{who}"
+        etree.SubElement(fault, "faultstring").text = reason
+        detail = etree.SubElement(fault, "detail")
+        pf = etree.SubElement(detail, f"{{{TNS}}}PlatformFault", nsmap={None: TNS})
+        etree.SubElement(pf, f"{{{TNS}}}code").text = code
+        etree.SubElement(pf, f"{{{TNS}}}reason").text = reason
+        etree.SubElement(pf, f"{{{TNS}}}retryable").text = "true" if retryable else "false"
+        return self._envelope(start_response, fault, status)

@@ -1,0 +1,101 @@
+"""The simulator's durable store: what it accepted, and how often each packet came.
+
+A plain SQLite file in WAL mode; it survives a restart of the simulator, so tests can kill
+it and still count duplicates across the outage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS received (
+  packet_id TEXT PRIMARY KEY,
+  platform_message_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  sha256 TEXT NOT NULL,
+  received_at TEXT NOT NULL,
+  status TEXT NOT NULL,
+  submissions INTEGER NOT NULL,
+  payload BLOB NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class Stored:
+    packet_id: str
+    platform_message_id: str
+    sha256: str
+    received_at: str
+    status: str
+    duplicate: bool
+
+
+class SimStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._conn() as c:
+            c.executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        c = getattr(self._local, "conn", None)
+        if c is None:
+            c = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=NORMAL")
+            c.execute("PRAGMA busy_timeout=60000")
+            self._local.conn = c
+        return c
+
+    def accept(self, *, packet_id: str, kind: str, sender: str, sha256: str, payload: bytes,
+               status: str) -> Stored:
+        """Store once; a second submission only counts, and gets the original receipt."""
+        now = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
+        c = self._conn()
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            row = c.execute(
+                "INSERT INTO received VALUES (?,?,?,?,?,?,?,1,?) "
+                "ON CONFLICT(packet_id) DO UPDATE SET submissions = submissions + 1 "
+                "RETURNING platform_message_id, sha256, received_at, status, submissions",
+                (packet_id, f"LGSP-{uuid.uuid4()}", kind, sender, sha256, now, status,
+                 payload)).fetchone()
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return Stored(packet_id, row[0], row[1], row[2], row[3], duplicate=row[4] > 1)
+
+    def status_of(self, packet_id: str) -> tuple[str, str] | None:
+        row = self._conn().execute(
+            "SELECT status, platform_message_id FROM received WHERE packet_id=?",
+            (packet_id,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def release_queued(self) -> int:
+        """Deferred mode: queued packets become delivered the first time they are asked for."""
+        return self._conn().execute(
+            "UPDATE received SET status='accepted' WHERE status='queued'").rowcount
+
+    def report(self) -> dict:
+        rows = self._conn().execute(
+            "SELECT packet_id, kind, submissions FROM received ORDER BY rowid").fetchall()
+        by_kind: dict[str, int] = {}
+        for _, kind, _ in rows:
+            by_kind[kind] = by_kind.get(kind, 0) + 1
+        return {"accepted": len(rows), "submissions": sum(r[2] for r in rows),
+                "by_kind": by_kind, "packets": {r[0]: r[2] for r in rows}}
+
+    def payload(self, packet_id: str) -> bytes | None:
+        row = self._conn().execute("SELECT payload FROM received WHERE packet_id=?",
+                                   (packet_id,)).fetchone()
+        return row[0] if row else None

@@ -1,0 +1,41 @@
+"""The one small interface every channel implements.
+
+Errors are classified here, at the edge: `RejectedByPeer` (permanent: do not resend as is)
+or `TransportError` (transient: wait and retry). The engine never looks at HTTP codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PlatformReceipt:
+    platform_message_id: str
+    packet_id: str
+    #: accepted | queued | duplicate
+    status: str
+    received_at: dt.datetime | None
+    sha256: str
+
+
+@dataclass(frozen=True)
+class DeliveryStatus:
+    packet_id: str
+    #: unknown | queued | delivered
+    status: str
+    platform_message_id: str | None = None
+    detail: str | None = None
+
+
+class Transport(Protocol):
+    def submit(self, *, packet_id: str, kind: str, sender: str, payload: bytes) -> PlatformReceipt:
+        ...
+
+    def query_status(self, packet_id: str) -> DeliveryStatus:
+        ...
+
+    def close(self) -> None:
+        ...

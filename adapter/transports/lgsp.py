@@ -1,0 +1,124 @@
+"""SOAP client of the ministry integration platform (zeep).
+
+One client per process (building it parses the WSDL), one keep-alive `requests.Session`,
+explicit connect and read timeouts on every call (zeep's `operation_timeout` defaults to
+none, so a POST could hang forever), TLS with a configured CA and an optional client
+certificate. zeep parses the platform's answers with DTDs, entities, external references
+and huge trees all forbidden: the same rules as adapter.xml.safe.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import requests
+import zeep
+import zeep.exceptions
+from lxml import etree
+from requests.adapters import HTTPAdapter
+
+from adapter.config import LgspSection
+from adapter.errors import ConfigError, RejectedByPeer, TransportError
+from adapter.transports.base import DeliveryStatus, PlatformReceipt
+
+_FAULT_NS = "urn:thads-adapter:lgsp:1"
+
+
+def _zeep_settings() -> zeep.Settings:
+    return zeep.Settings(strict=True, raw_response=False, forbid_dtd=True,
+                         forbid_entities=True, forbid_external=True, xml_huge_tree=False,
+                         xsd_ignore_sequence_order=False)
+
+
+class LgspTransport:
+    def __init__(self, cfg: LgspSection, resolve=lambda p: Path(p)) -> None:
+        self.cfg = cfg
+        session = requests.Session()
+        session.verify = str(resolve(cfg.ca_file)) if cfg.ca_file else True
+        if cfg.client_cert:
+            session.cert = (str(resolve(cfg.client_cert)),
+                            str(resolve(cfg.client_key)) if cfg.client_key else None)
+        pool = HTTPAdapter(pool_connections=2, pool_maxsize=cfg.concurrency, max_retries=0)
+        session.mount("http://", pool)
+        session.mount("https://", pool)
+        self.session = session
+        wsdl = resolve(cfg.wsdl)
+        if not wsdl.exists():
+            raise ConfigError("lgsp.wsdl", "lgsp.wsdl", f"WSDL file {wsdl} not found")
+        transport = zeep.Transport(session=session, timeout=cfg.connect_timeout,
+                                   operation_timeout=(cfg.connect_timeout, cfg.operation_timeout))
+        self.client = zeep.Client(str(wsdl), transport=transport, settings=_zeep_settings())
+        if cfg.endpoint:
+            binding = self._binding_name()
+            self.service = self.client.create_service(binding, cfg.endpoint)
+        else:
+            self.service = self.client.bind(cfg.service, cfg.port)
+        for logical, name in (("submit", cfg.operations.submit),
+                              ("query_status", cfg.operations.query_status)):
+            try:
+                self.service[name]
+            except AttributeError:
+                raise ConfigError("lgsp.operations", f"lgsp.operations.{logical}",
+                                  f"the WSDL has no operation {name!r}") from None
+        self._lock = threading.Lock()
+
+    def _binding_name(self) -> str:
+        for service in self.client.wsdl.services.values():
+            for port in service.ports.values():
+                if self.cfg.port in (None, port.name):
+                    return port.binding.name.text
+        raise ConfigError("lgsp", "lgsp.port", f"no port {self.cfg.port!r} in the WSDL")
+
+    def _call(self, op: str, **kwargs):
+        try:
+            return self.service[op](**kwargs)
+        except zeep.exceptions.Fault as f:
+            code, reason, retryable = self._fault_detail(f)
+            soap_code = (f.code or "").split(":")[-1]
+            if soap_code == "Server" or retryable:
+                raise TransportError(f"platform fault {code or soap_code}: {reason}") from None
+            raise RejectedByPeer(reason, code or soap_code) from None
+        except requests.exceptions.Timeout as exc:
+            raise TransportError(f"timed out: {exc.__class__.__name__}") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise TransportError(f"cannot reach platform: {_short(exc)}") from None
+        except zeep.exceptions.TransportError as exc:
+            raise TransportError(f"HTTP {exc.status_code} from platform") from None
+        except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError,
+                zeep.exceptions.DTDForbidden, zeep.exceptions.EntitiesForbidden,
+                zeep.exceptions.ValidationError, etree.XMLSyntaxError) as exc:
+            raise TransportError(f"unreadable answer from platform: {_short(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise TransportError(f"HTTP error: {_short(exc)}") from None
+
+    @staticmethod
+    def _fault_detail(f: zeep.exceptions.Fault) -> tuple[str | None, str, bool]:
+        detail = f.detail
+        if detail is not None:
+            pf = detail.find(f"{{{_FAULT_NS}}}PlatformFault")
+            if pf is not None:
+                code = pf.findtext(f"{{{_FAULT_NS}}}code")
+                reason = pf.findtext(f"{{{_FAULT_NS}}}reason") or f.message
+                retry = (pf.findtext(f"{{{_FAULT_NS}}}retryable") or "").strip() == "true"
+                return code, reason, retry
+        return None, f.message or "no reason given", False
+
+    def submit(self, *, packet_id: str, kind: str, sender: str, payload: bytes) -> PlatformReceipt:
+        res = self._call(self.cfg.operations.submit, packetId=packet_id, kind=kind,
+                         sender=sender, packet=payload)
+        r = res if not hasattr(res, "receipt") else res.receipt
+        return PlatformReceipt(platform_message_id=r.platformMessageId, packet_id=r.packetId,
+                               status=r.status, received_at=r.receivedAt, sha256=r.sha256)
+
+    def query_status(self, packet_id: str) -> DeliveryStatus:
+        r = self._call(self.cfg.operations.query_status, packetId=packet_id)
+        return DeliveryStatus(r.packetId, r.status, r.platformMessageId, r.detail)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:197] + "..."

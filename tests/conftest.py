@@ -1,0 +1,203 @@
+"""Shared fixtures: a dev PKI, configurations, a real PostgreSQL server, a real simulator."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+CI = os.environ.get("CI") == "true"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Path:
+    from adapter.crypto.devpki import create_dev_pki
+
+    d = tmp_path_factory.mktemp("pki")
+    create_dev_pki(d)
+    return d
+
+
+def write_config(dir_: Path, pki: Path, *, state_db: str | None = None,
+                 source_db: str | None = None, sim_port: int = 8741, extra: str = "",
+                 routes: str | None = None, sim_embedded: bool = False) -> Path:
+    cfg = dir_ / "config" / "adapter.toml"
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    var = dir_ / "var"
+    routes = routes if routes is not None else """
+[[routes]]
+name = "cases"
+kind = "case"
+recipient = "000.00.00.G22"
+interval_seconds = 0.5
+batch_size = 100
+
+[[routes]]
+name = "receipts"
+kind = "receipt"
+recipient = "000.00.00.G22"
+interval_seconds = 0.5
+batch_size = 100
+"""
+    cfg.write_text(f"""
+[adapter]
+organisation_id = "000.00.00.G15"
+data_dir = "{var}"
+state_db = "{state_db or f'sqlite:///{var}/state.db'}"
+
+[source]
+url = "{source_db or f'sqlite:///{var}/enforcement.db'}"
+batch_size = 100
+
+[signing]
+key = "{pki}/adapter.key"
+cert = "{pki}/adapter.crt"
+trust_anchors = ["{pki}/ca.crt"]
+
+[lgsp]
+wsdl = "{ROOT}/schemas/wsdl/lgsp.wsdl"
+endpoint = "http://127.0.0.1:{sim_port}/lgsp"
+connect_timeout = 2
+operation_timeout = 5
+concurrency = 4
+
+[retry]
+max_attempts = 30
+base_delay_seconds = 0.05
+max_delay_seconds = 0.5
+lease_seconds = 30
+
+[simulator]
+embedded = {str(sim_embedded).lower()}
+port = {sim_port}
+db = "{var}/simulator.db"
+trust_anchors = ["{pki}/ca.crt"]
+
+[service]
+sign_workers = 0
+log_level = "INFO"
+{extra}
+{routes}
+""", encoding="utf-8")
+    return cfg
+
+
+@pytest.fixture
+def config_file(tmp_path, pki) -> Path:
+    return write_config(tmp_path, pki, sim_port=free_port())
+
+
+@pytest.fixture
+def settings(config_file):
+    from adapter.config import load_settings
+
+    return load_settings(config_file)
+
+
+# ---- PostgreSQL: a real server in a temporary directory -----------------------------------
+
+def _pg_bin(name: str) -> str:
+    found = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    if found:
+        return str(found[-1])
+    path = shutil.which(name)
+    if path:
+        return path
+    raise FileNotFoundError(f"PostgreSQL's {name} not found: install postgresql (make test does)")
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory) -> Iterator[str]:
+    """Start PostgreSQL for the session; yields a URL prefix without database name."""
+    base = tmp_path_factory.mktemp("pg")
+    data = base / "data"
+    port = free_port()
+    as_root = os.geteuid() == 0
+    run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
+    if as_root:
+        shutil.chown(base, "postgres")
+        base.chmod(0o755)
+    subprocess.run([*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres",
+                    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
+                   check=True, capture_output=True)
+    log = base / "pg.log"
+    subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+                    "-c max_connections=200", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+
+
+@pytest.fixture
+def pg_url(pg_server) -> str:
+    """A fresh, empty database on the session's server."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
+                         autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return f"{pg_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request, tmp_path) -> str:
+    """Each test using this runs on SQLite and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/state.db"
+    return request.getfixturevalue("pg_url")
+
+
+# ---- the simulator, in process, on a real port -----------------------------------------------
+
+class RunningSim:
+    def __init__(self, app, server, url: str) -> None:
+        self.app, self.server, self.url = app, server, url
+
+    def report(self) -> dict:
+        return requests.get(self.url.replace("/lgsp", "/report"), timeout=10).json()
+
+    def control(self, **faults) -> dict:
+        r = requests.post(self.url.replace("/lgsp", "/control"), json=faults, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
+
+@pytest.fixture
+def sim(settings, tmp_path) -> Iterator[RunningSim]:
+    from waitress.server import create_server
+
+    from adapter.sim.server import build_app
+
+    app = build_app(settings)
+    server = create_server(app, host="127.0.0.1", port=settings.simulator.port, threads=4)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{settings.simulator.port}/lgsp"
+    for _ in range(100):
+        try:
+            requests.get(url.replace("/lgsp", "/health"), timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.05)
+    yield RunningSim(app, server, url)
+    server.close()

@@ -1,0 +1,41 @@
+"""Building blocks for tests: sample records and packets from the real generator and mapping."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+
+from lxml import etree
+
+from adapter.mapping import MappingSet, PacketHeader, packet_id
+from adapter.sources.synth import Generator
+
+NS = "urn:thads-adapter:exchange:1"
+N = f"{{{NS}}}"
+_MAPPINGS = MappingSet()
+
+
+def sample_record(kind: str, i: int = 1) -> dict:
+    g = Generator(seed=7)
+    if kind == "case":
+        case, parties, obligations, _ = g.case(i)
+        return dict(case, parties=parties, obligations=obligations)
+    if kind == "receipt":
+        for n in range(i, i + 50):
+            case, parties, _, receipts = g.case(n)
+            if receipts:
+                return dict(receipts[0], case_code=case["case_code"])
+    if kind == "judgment":
+        j, parties, obligations = g.judgment(i)
+        return dict(j, parties=parties, obligations=obligations)
+    raise ValueError(kind)
+
+
+def header(kind: str, key: str = "K-1", version: int = 1) -> PacketHeader:
+    return PacketHeader(packet_id(kind, key, version), key, version, "000.00.00.G15",
+                        "000.00.00.G22", dt.datetime(2026, 3, 1, 2, 30, tzinfo=dt.UTC))
+
+
+def build_packet(kind: str, record: dict | None = None, key: str = "K-1") -> etree._Element:
+    rec = copy.deepcopy(record) if record is not None else sample_record(kind)
+    return _MAPPINGS[kind].to_xml(rec, header(kind, key))

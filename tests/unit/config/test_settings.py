@@ -1,0 +1,74 @@
+from pathlib import Path
+
+import pytest
+
+from adapter.config import load_settings
+from adapter.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_demo_configuration_loads_with_paths_resolved_against_project_root():
+    s = load_settings(ROOT / "config" / "adapter.toml", environ={})
+    assert s.adapter.organisation_id == "000.00.00.G15"
+    assert [r.name for r in s.routes] == ["cases-to-lgsp", "receipts-to-lgsp"]
+    assert s.path(s.signing.cert) == ROOT / "certs" / "dev" / "adapter.crt"
+    assert s.url(s.adapter.state_db) == f"sqlite:///{ROOT}/var/state.db"
+
+
+def test_production_example_is_a_valid_configuration():
+    s = load_settings(ROOT / "config" / "production.example.toml", environ={})
+    assert s.adapter.state_db.startswith("postgresql")
+    assert s.lgsp.operations.submit == "SubmitPacket"
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "adapter.toml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize(("text", "key", "reason"), [
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[lgsp]\ntimout = 3\n',
+     "lgsp.timout", "unknown key"),
+    ('[adapter]\norganisation_id = "28.22.H17"\n', "adapter.organisation_id", "pattern"),
+    ("[adapter]\n", "adapter.organisation_id", "required key is missing"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[lgsp]\noperation_timeout = -1\n',
+     "lgsp.operation_timeout", "greater than 0"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "a"\nkind = "case"\n'
+     'recipient = "000.00.00.G22"\n[[routes]]\nname = "a"\nkind = "receipt"\n'
+     'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
+     'recipient = "000.00.00.G22"\n', "routes.0.kind", "'case' or 'receipt'"),
+])
+def test_bad_configuration_names_file_key_and_reason(tmp_path, text, key, reason):
+    p = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as ei:
+        load_settings(p, environ={})
+    assert ei.value.file == str(p)
+    assert ei.value.key == key
+    assert reason in ei.value.reason
+    assert str(p) in str(ei.value) and key in str(ei.value)
+
+
+def test_unparseable_toml_and_missing_file_are_reported(tmp_path):
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(_write(tmp_path, "[adapter\n"), environ={})
+    with pytest.raises(ConfigError, match="file not found"):
+        load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_environment_overrides_nested_keys_with_typed_values(tmp_path):
+    p = _write(tmp_path, '[adapter]\norganisation_id = "000.00.00.G15"\n')
+    s = load_settings(p, environ={"THADS__LGSP__ENDPOINT": "https://lgsp.example/ws",
+                                  "THADS__LGSP__CONCURRENCY": "3",
+                                  "UNRELATED": "x"})
+    assert s.lgsp.endpoint == "https://lgsp.example/ws"
+    assert s.lgsp.concurrency == 3
+
+
+def test_environment_override_is_validated_too(tmp_path):
+    p = _write(tmp_path, '[adapter]\norganisation_id = "000.00.00.G15"\n')
+    with pytest.raises(ConfigError) as ei:
+        load_settings(p, environ={"THADS__RETRY__MAX_ATTEMPTS": "0"})
+    assert ei.value.key == "retry.max_attempts"
