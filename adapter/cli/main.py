@@ -24,6 +24,9 @@ def _setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    # max_instances=1 is deliberate: a round still running is not an event worth a warning.
+    logging.getLogger("apscheduler.scheduler").addFilter(
+        lambda r: "maximum number of running instances" not in r.getMessage())
     logging.getLogger("zeep").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 

@@ -66,6 +66,8 @@ class OperationMap(_Section):
     """Logical operation -> WSDL operation, so the real ministry WSDL can be plugged in."""
 
     submit: str = "SubmitPacket"
+    #: several packets per call, each with its own outcome; "" if the platform has none.
+    submit_batch: str = "SubmitPacketBatch"
     query_status: str = "QueryDeliveryStatus"
 
 
@@ -81,8 +83,12 @@ class LgspSection(_Section):
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
+    #: HTTP(S) proxy for the platform, if any (the environment's proxy variables are ignored).
+    proxy: str | None = None
     #: concurrent SOAP calls per process; I/O overlaps, signing does not need them.
     concurrency: int = Field(8, ge=1, le=64)
+    #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
+    batch_size: int = Field(50, ge=1, le=500)
     operations: OperationMap = OperationMap()
 
 

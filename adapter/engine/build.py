@@ -64,3 +64,8 @@ def init_worker(config_file: str, environ: dict[str, str] | None = None) -> None
 def build_in_worker(args: tuple[SourceRecord, str]) -> NewExchange:
     assert _worker is not None, "init_worker was not called"
     return _worker.build(*args)
+
+
+def ping(_: int) -> bool:
+    """Touch a worker so the pool starts it (and its initializer loads the key)."""
+    return _worker is not None

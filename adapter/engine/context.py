@@ -58,6 +58,25 @@ class Context:
         from adapter.engine.build import PacketBuilder
         return PacketBuilder(self.settings)
 
+    def _pool(self) -> cf.ProcessPoolExecutor:
+        from adapter.engine import build
+        with self._lock:
+            if self._sign_pool is None:
+                # spawn, not fork: this process runs threads (scheduler, sender pool).
+                self._sign_pool = cf.ProcessPoolExecutor(
+                    self.settings.service.sign_workers,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=build.init_worker,
+                    initargs=(self.settings.source_file, None))
+            return self._sign_pool
+
+    def warm_up(self) -> None:
+        """Start the signing workers now (each loads its key once), not on the first batch."""
+        n = self.settings.service.sign_workers
+        if n > 0:
+            from adapter.engine import build
+            list(self._pool().map(build.ping, range(n)))
+
     def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
         if not records:
             return []
@@ -65,15 +84,8 @@ class Context:
         if workers <= 0 or len(records) < 8:
             return [self.builder.build(r, recipient) for r in records]
         from adapter.engine import build
-        with self._lock:
-            if self._sign_pool is None:
-                # spawn, not fork: this process runs threads (scheduler, sender pool).
-                self._sign_pool = cf.ProcessPoolExecutor(
-                    workers, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=build.init_worker,
-                    initargs=(self.settings.source_file, None))
         chunk = max(1, len(records) // (workers * 4))
-        return list(self._sign_pool.map(build.build_in_worker,
+        return list(self._pool().map(build.build_in_worker,
                                         [(r, recipient) for r in records], chunksize=chunk))
 
     @staticmethod

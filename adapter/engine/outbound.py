@@ -20,7 +20,7 @@ from adapter.errors import AdapterError, RejectedByPeer, TransportError
 from adapter.mapping import packet_id
 from adapter.sources.changes import ChangeReader, SourceCursor
 from adapter.store.repository import AttemptOutcome, ClaimedExchange, utcnow
-from adapter.transports.base import PlatformReceipt
+from adapter.transports.base import PlatformReceipt, SubmitItem
 
 log = logging.getLogger("adapter.outbound")
 
@@ -79,7 +79,9 @@ class OutboundEngine:
                                       lease_seconds=ctx.settings.retry.lease_seconds)
             if not claimed:
                 break
-            outcomes = list(ctx.io_pool.map(self._send_one, claimed))
+            size = max(1, ctx.settings.lgsp.batch_size)
+            chunks = [claimed[i:i + size] for i in range(0, len(claimed), size)]
+            outcomes = [o for part in ctx.io_pool.map(self._send_chunk, chunks) for o in part]
             ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy)
             for o in outcomes:
                 if o.outcome in ("delivered", "duplicate", "sent"):
@@ -96,29 +98,37 @@ class OutboundEngine:
                 break  # the platform is struggling: let backoff work, come back later
         return stats
 
-    def _send_one(self, ex: ClaimedExchange) -> AttemptOutcome:
+    def _send_chunk(self, chunk: list[ClaimedExchange]) -> list[AttemptOutcome]:
+        """One call for the chunk (or one per packet if the platform has no batch call);
+        every exchange gets its own outcome and attempt record."""
         started = utcnow()
         t0 = time.perf_counter()
         ctx = self.ctx
+        sender = ctx.settings.adapter.organisation_id
+        items = [SubmitItem(ex.packet_id, ex.kind, sender, ex.payload) for ex in chunk]
+        try:
+            results: list = ctx.transport.submit_many(items)
+        except Exception as exc:  # the whole call failed: same outcome for every packet
+            if not isinstance(exc, AdapterError):
+                log.exception("unexpected error sending %d packets", len(chunk))
+            results = [exc] * len(chunk)
+        ms = int((time.perf_counter() - t0) * 1000)
+        return [self._judge(ex, r, started, ms) for ex, r in zip(chunk, results, strict=True)]
 
+    def _judge(self, ex: ClaimedExchange, result, started, ms: int) -> AttemptOutcome:
         def done(outcome: str, **kw) -> AttemptOutcome:
-            ms = int((time.perf_counter() - t0) * 1000)
             return AttemptOutcome(ex.id, started, ms, outcome, **kw)
 
-        try:
-            receipt = ctx.transport.submit(packet_id=ex.packet_id, kind=ex.kind,
-                                           sender=ctx.settings.adapter.organisation_id,
-                                           payload=ex.payload)
-        except RejectedByPeer as exc:
-            return done("rejected", error=str(exc), permanent=True)
-        except TransportError as exc:
-            return done("transient", error=str(exc), permanent=False)
-        except AdapterError as exc:
-            return done("error", error=str(exc), permanent=exc.permanent)
-        except Exception as exc:  # a bug must not lose the exchange: retry, and say so
-            log.exception("unexpected error sending %s", ex.packet_id)
-            return done("transient", error=f"unexpected {exc.__class__.__name__}: {exc}")
-        return self._judge_receipt(ex, receipt, done)
+        if isinstance(result, PlatformReceipt):
+            return self._judge_receipt(ex, result, done)
+        if isinstance(result, RejectedByPeer):
+            return done("rejected", error=str(result), permanent=True)
+        if isinstance(result, TransportError):
+            return done("transient", error=str(result))
+        if isinstance(result, AdapterError):
+            return done("error", error=str(result), permanent=result.permanent)
+        # a bug must not lose the exchange: retry, and say what happened
+        return done("transient", error=f"unexpected {result.__class__.__name__}: {result}")
 
     @staticmethod
     def _judge_receipt(ex: ClaimedExchange, r: PlatformReceipt, done) -> AttemptOutcome:

@@ -38,7 +38,6 @@ log = logging.getLogger("adapter.service")
 class RouteProgress:
     prepare_rounds: int = 0
     last_prepared: int = -1
-    busy: int = 0
     totals: dict[str, int] = field(default_factory=lambda: {
         "prepared": 0, "rejected": 0, "delivered": 0, "retrying": 0, "failed": 0})
 
@@ -51,56 +50,72 @@ class Service:
         self.routes = [r for r in settings.routes if r.enabled]
         self.progress = {r.name: RouteProgress() for r in self.routes}
         self._lock = threading.Lock()
+        self._busy: set[str] = set()
+        self._wanted: set[str] = set()
         self.scheduler: BackgroundScheduler | None = None
         self.started_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
     # ---- jobs ------------------------------------------------------------------------
 
     def _prepare_job(self, name: str) -> None:
-        route = self.settings.route(name)
-        p = self.progress[name]
-        with self._lock:
-            p.busy += 1
-        try:
-            stats = self.engine.prepare(route)
+        with self._running(f"prepare:{name}"):
+            route = self.settings.route(name)
+            p = self.progress[name]
+            try:
+                stats = self.engine.prepare(route)
+            except Exception:
+                log.exception("route %s: prepare round failed; will try again", name)
+                return
             p.totals["prepared"] += stats.prepared
             p.totals["rejected"] += stats.rejected
             p.last_prepared = stats.prepared + stats.rejected
             p.prepare_rounds += 1
-            if stats.prepared:
+            if stats.prepared or stats.rejected:
                 log.info("route %s: %d packets prepared, %d refused", name, stats.prepared,
                          stats.rejected)
+            if stats.prepared:
                 self._kick(f"deliver:{name}")
-        except Exception:
-            log.exception("route %s: prepare round failed; will try again", name)
-        finally:
-            with self._lock:
-                p.busy -= 1
 
     def _deliver_job(self, name: str) -> None:
-        route = self.settings.route(name)
-        p = self.progress[name]
-        with self._lock:
-            p.busy += 1
-        try:
-            stats = self.engine.deliver(route)
+        with self._running(f"deliver:{name}"):
+            route = self.settings.route(name)
+            p = self.progress[name]
+            try:
+                stats = self.engine.deliver(route)
+            except Exception:
+                log.exception("route %s: delivery round failed; will try again", name)
+                return
             for k in ("delivered", "retrying", "failed"):
                 p.totals[k] += getattr(stats, k)
-            if stats.delivered or stats.failed:
+            if stats.delivered or stats.failed or stats.retrying:
                 log.info("route %s: %d delivered, %d waiting to retry, %d failed", name,
                          stats.delivered, stats.retrying, stats.failed)
-            if stats.delivered and not self.ctx.stopping.is_set():
-                self._kick(f"deliver:{name}")
-        except Exception:
-            log.exception("route %s: delivery round failed; will try again", name)
+
+    @contextlib.contextmanager
+    def _running(self, job_id: str):
+        """Mark a job busy; if someone asked for it meanwhile, run it again right after."""
+        with self._lock:
+            self._busy.add(job_id)
+        try:
+            yield
         finally:
             with self._lock:
-                p.busy -= 1
+                self._busy.discard(job_id)
+                again = job_id in self._wanted
+                self._wanted.discard(job_id)
+            if again:
+                self._kick(job_id)
 
     def _kick(self, job_id: str) -> None:
-        if self.scheduler is not None and not self.ctx.stopping.is_set():
-            with contextlib.suppress(JobLookupError):  # job gone during shutdown
-                self.scheduler.modify_job(job_id, next_run_time=dt.datetime.now(dt.UTC))
+        """Run a job now instead of at its next interval (never overlapping itself)."""
+        if self.scheduler is None or self.ctx.stopping.is_set():
+            return
+        with self._lock:
+            if job_id in self._busy:
+                self._wanted.add(job_id)
+                return
+        with contextlib.suppress(JobLookupError):  # job gone during shutdown
+            self.scheduler.modify_job(job_id, next_run_time=dt.datetime.now(dt.UTC))
 
     # ---- running ---------------------------------------------------------------------
 
@@ -139,8 +154,9 @@ class Service:
 
     def _idle(self) -> bool:
         with self._lock:
-            if any(p.busy or p.prepare_rounds == 0 or p.last_prepared != 0
-                   for p in self.progress.values()):
+            if self._busy or self._wanted or any(
+                    p.prepare_rounds == 0 or p.last_prepared != 0
+                    for p in self.progress.values()):
                 return False
         return self.ctx.store.outstanding() == 0
 
@@ -188,11 +204,16 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
                               log=settings.path(settings.adapter.data_dir) / "simulator.log")
             log.info("embedded simulator started (pid %d)", sim.pid)
         service = Service(settings, ctx)
+        ctx.warm_up()
         t0 = time.perf_counter()
         code = service.run_once() if once else service.run(until_idle=until_idle)
+        elapsed = time.perf_counter() - t0
         for name, totals in service.summary().items():
-            log.info("route %s: %s (%.1fs)", name,
-                     ", ".join(f"{k} {v}" for k, v in totals.items()), time.perf_counter() - t0)
+            print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
+                  flush=True)
+        if sim is not None:
+            print(_simulator_summary(settings), flush=True)
+        print(f"finished in {elapsed:.1f}s, exit code {code}", flush=True)
         return code
     finally:
         ctx.close()
@@ -204,3 +225,17 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
                 sim.kill()
         lock.release()
 
+
+
+def _simulator_summary(settings: Settings) -> str:
+    import requests
+
+    cfg = settings.simulator
+    try:
+        rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"simulator: report unavailable ({exc})"
+    dupes = sum(1 for n in rep["packets"].values() if n > 1)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
+    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
+            f"submissions, {dupes} packets submitted more than once (deduplicated)")

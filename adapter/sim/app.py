@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from lxml import etree
 
 from adapter.crypto.verify import PacketVerifier
-from adapter.errors import PacketError, SignatureError, UnsafeXmlError
+from adapter.errors import PacketError, SchemaInvalidError, SignatureError, UnsafeXmlError
 from adapter.mapping.vntext import words_match_amount
-from adapter.sim.store import SimStore
+from adapter.sim.store import SimStore, Stored
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
 
@@ -36,6 +36,13 @@ SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 TNS = "urn:thads-adapter:lgsp:1"
 PKT_NS = "urn:thads-adapter:exchange:1"
 MAX_REQUEST = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Refusal:
+    code: str
+    reason: str
+    retryable: bool = False
 
 
 @dataclass
@@ -146,11 +153,59 @@ class SimulatorApp:
         name = etree.QName(op).localname
         if name == "SubmitPacketRequest":
             return self._submit(op, start_response)
+        if name == "SubmitPacketBatchRequest":
+            return self._submit_batch(op, start_response)
         if name == "QueryDeliveryStatusRequest":
             return self._query(op, start_response)
         return self._fault(start_response, "Client", "UNKNOWN_OPERATION", name, False)
 
     def _submit(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        result = self._accept(op)
+        if isinstance(result, Refusal):
+            return self._fault(start_response, "Client", result.code, result.reason,
+                               result.retryable)
+        if self._chance(self.faults.lost_response_rate):
+            return self._fault(start_response, "Server", "INTERNAL",
+                               "simulated failure after storing", True)
+        e = etree.Element(f"{t}SubmitPacketResponse", nsmap={None: TNS})
+        self._receipt_into(etree.SubElement(e, f"{t}receipt"), result)
+        return self._envelope(start_response, e)
+
+    def _submit_batch(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        items = op.findall(f"{t}item")
+        if not items or len(items) > 500:
+            return self._fault(start_response, "Client", "MALFORMED",
+                               f"a batch holds 1 to 500 items, got {len(items)}", False)
+        e = etree.Element(f"{t}SubmitPacketBatchResponse", nsmap={None: TNS})
+        for item in items:
+            res = etree.SubElement(e, f"{t}result")
+            etree.SubElement(res, f"{t}packetId").text = (item.findtext(f"{t}packetId") or "")
+            result = self._accept(item)
+            if isinstance(result, Refusal):
+                ref = etree.SubElement(res, f"{t}refusal")
+                etree.SubElement(ref, f"{t}code").text = result.code
+                etree.SubElement(ref, f"{t}reason").text = result.reason
+                etree.SubElement(ref, f"{t}retryable").text = str(result.retryable).lower()
+            else:
+                self._receipt_into(etree.SubElement(res, f"{t}receipt"), result)
+        if self._chance(self.faults.lost_response_rate):
+            return self._fault(start_response, "Server", "INTERNAL",
+                               "simulated failure after storing", True)
+        return self._envelope(start_response, e)
+
+    @staticmethod
+    def _receipt_into(r: etree._Element, stored: Stored) -> None:
+        t = f"{{{TNS}}}"
+        for tag, value in (("platformMessageId", stored.platform_message_id),
+                           ("packetId", stored.packet_id),
+                           ("status", "duplicate" if stored.duplicate else stored.status),
+                           ("receivedAt", stored.received_at), ("sha256", stored.sha256)):
+            etree.SubElement(r, f"{t}{tag}").text = value
+
+    def _accept(self, op: etree._Element) -> Stored | Refusal:
+        """Everything a strict platform checks, for one packet; stores it when all pass."""
         t = f"{{{TNS}}}"
         packet_id = (op.findtext(f"{t}packetId") or "").strip()
         kind = (op.findtext(f"{t}kind") or "").strip()
@@ -158,44 +213,29 @@ class SimulatorApp:
         try:
             payload = base64.b64decode(op.findtext(f"{t}packet") or "", validate=True)
         except (binascii.Error, ValueError):
-            return self._fault(start_response, "Client", "MALFORMED", "packet is not base64",
-                               False)
+            return Refusal("MALFORMED", "packet is not base64")
         try:
-            verified = self.verifier.verify(payload, packet=packet_id or None)
-            root = verified.root
+            root = self.verifier.verify(payload, packet=packet_id or None).root
             self.schemas.check(root, packet=packet_id)
         except SignatureError as exc:
-            return self._fault(start_response, "Client", f"SIGNATURE_{exc.outcome.upper()}",
-                               str(exc), False)
+            return Refusal(f"SIGNATURE_{exc.outcome.upper()}", str(exc))
+        except SchemaInvalidError as exc:
+            return Refusal("SCHEMA_INVALID", str(exc))
         except PacketError as exc:
-            code = "SCHEMA_INVALID" if exc.__class__.__name__ == "SchemaInvalidError" \
-                else "MALFORMED"
-            return self._fault(start_response, "Client", code, str(exc), False)
+            return Refusal("MALFORMED", str(exc))
         header_id = root.findtext(f"{{{PKT_NS}}}Header/{{{PKT_NS}}}PacketId")
         if header_id != packet_id:
-            return self._fault(start_response, "Client", "PACKET_ID_MISMATCH",
-                               f"request says {packet_id!r}, signed packet says {header_id!r}",
-                               False)
+            return Refusal("PACKET_ID_MISMATCH",
+                           f"request says {packet_id!r}, signed packet says {header_id!r}")
         problem = self._business_problem(root)
         if problem is None and self._chance(self.faults.reject_rate):
             problem = "simulated business rejection"
         if problem:
-            return self._fault(start_response, "Client", "BUSINESS_REJECTED", problem, False)
+            return Refusal("BUSINESS_REJECTED", problem)
         status = "queued" if self.faults.deferred_seconds >= 0 else "accepted"
-        stored = self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
-                                   sha256=hashlib.sha256(payload).hexdigest(), payload=payload,
-                                   status=status)
-        if self._chance(self.faults.lost_response_rate):
-            return self._fault(start_response, "Server", "INTERNAL",
-                               "simulated failure after storing", True)
-        e = etree.Element(f"{t}SubmitPacketResponse", nsmap={None: TNS})
-        r = etree.SubElement(e, f"{t}receipt")
-        for tag, value in (("platformMessageId", stored.platform_message_id),
-                           ("packetId", packet_id),
-                           ("status", "duplicate" if stored.duplicate else stored.status),
-                           ("receivedAt", stored.received_at), ("sha256", stored.sha256)):
-            etree.SubElement(r, f"{t}{tag}").text = value
-        return self._envelope(start_response, e)
+        return self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
+                                 sha256=hashlib.sha256(payload).hexdigest(), payload=payload,
+                                 status=status)
 
     @staticmethod
     def _business_problem(root: etree._Element) -> str | None:

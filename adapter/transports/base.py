@@ -30,8 +30,24 @@ class DeliveryStatus:
     detail: str | None = None
 
 
+@dataclass(frozen=True)
+class SubmitItem:
+    packet_id: str
+    kind: str
+    sender: str
+    payload: bytes
+
+
+#: one outcome per submitted item: its receipt, or the error that refused it.
+ItemOutcome = PlatformReceipt | Exception
+
+
 class Transport(Protocol):
     def submit(self, *, packet_id: str, kind: str, sender: str, payload: bytes) -> PlatformReceipt:
+        ...
+
+    def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
+        """Per-item outcomes in item order; raises only when the whole call failed."""
         ...
 
     def query_status(self, packet_id: str) -> DeliveryStatus:
