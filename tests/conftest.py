@@ -122,29 +122,40 @@ def _pg_bin(name: str) -> str:
     raise FileNotFoundError(f"PostgreSQL's {name} not found: install postgresql (make test does)")
 
 
+def _run(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr or r.stdout}")
+
+
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory) -> Iterator[str]:
-    """Start PostgreSQL for the session; yields a URL prefix without database name."""
-    base = tmp_path_factory.mktemp("pg")
+def pg_server() -> Iterator[str]:
+    """Start PostgreSQL for the session; yields a URL prefix without database name.
+
+    As root (CI), the server runs as the `postgres` user in a directory it can reach
+    (pytest's own temporary directory is private to root)."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="thads-pg-"))
     data = base / "data"
     port = free_port()
     as_root = os.geteuid() == 0
     run_as = ["runuser", "-u", "postgres", "--"] if as_root else []
     if as_root:
-        shutil.chown(base, "postgres")
         base.chmod(0o755)
-    subprocess.run([*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres",
-                    "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"],
-                   check=True, capture_output=True)
+        shutil.chown(base, "postgres")
+    _run([*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+          "-E", "UTF8", "--locale=C.UTF-8"])
     log = base / "pg.log"
-    subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-                    f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
-                    "-c max_connections=200", "start"], check=True, capture_output=True)
+    _run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+          f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
+          "-c max_connections=300", "start"])
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
