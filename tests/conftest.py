@@ -76,6 +76,7 @@ endpoint = "http://127.0.0.1:{sim_port}/lgsp"
 connect_timeout = 2
 operation_timeout = 5
 concurrency = 4
+status_poll_seconds = 0.2
 
 [retry]
 max_attempts = 30

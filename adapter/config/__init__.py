@@ -87,6 +87,8 @@ class LgspSection(_Section):
     proxy: str | None = None
     #: concurrent SOAP calls per process; I/O overlaps, signing does not need them.
     concurrency: int = Field(8, ge=1, le=64)
+    #: seconds between delivery-status queries for packets the platform has only queued.
+    status_poll_seconds: float = Field(30.0, gt=0)
     #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
     batch_size: int = Field(50, ge=1, le=500)
     operations: OperationMap = OperationMap()

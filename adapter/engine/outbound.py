@@ -82,7 +82,8 @@ class OutboundEngine:
             size = max(1, ctx.settings.lgsp.batch_size)
             chunks = [claimed[i:i + size] for i in range(0, len(claimed), size)]
             outcomes = [o for part in ctx.io_pool.map(self._send_chunk, chunks) for o in part]
-            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy)
+            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy,
+                                      status_poll=ctx.settings.lgsp.status_poll_seconds)
             for o in outcomes:
                 if o.outcome in ("delivered", "duplicate", "sent"):
                     stats.delivered += 1
@@ -96,7 +97,26 @@ class OutboundEngine:
                 break
             if stats.retrying and not stats.delivered:
                 break  # the platform is struggling: let backoff work, come back later
+        self.follow_up(route)
         return stats
+
+    def follow_up(self, route: RouteSection) -> int:
+        """Ask the platform about packets it had only queued; returns how many settled."""
+        ctx = self.ctx
+        due = ctx.store.sent_to_check(route.name, limit=route.batch_size)
+        if not due:
+            return 0
+
+        def ask(item: tuple[int, str]) -> tuple[int, str] | None:
+            try:
+                return item[0], ctx.transport.query_status(item[1]).status
+            except AdapterError as exc:
+                log.warning("delivery status of %s unavailable: %s", item[1], exc)
+                return None
+
+        answers = [a for a in ctx.io_pool.map(ask, due) if a is not None]
+        ctx.store.settle_sent(answers, status_poll=ctx.settings.lgsp.status_poll_seconds)
+        return sum(1 for _, st in answers if st != "queued")
 
     def _send_chunk(self, chunk: list[ClaimedExchange]) -> list[AttemptOutcome]:
         """One call for the chunk (or one per packet if the platform has no batch call);

@@ -137,7 +137,7 @@ class Service:
             sched.add_job(self._deliver_job, "interval", args=[r.name], id=f"deliver:{r.name}",
                           seconds=min(r.interval_seconds, 5.0), next_run_time=now)
         self.scheduler = sched
-        self._install_signals()
+        previous = self._install_signals()
         sched.start()
         log.info("service started: %d routes (%s)", len(self.routes),
                  ", ".join(r.name for r in self.routes))
@@ -150,6 +150,8 @@ class Service:
             self.ctx.stopping.set()
             sched.shutdown(wait=True)
             self.scheduler = None
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         return self._exit_code()
 
     def _idle(self) -> bool:
@@ -160,17 +162,16 @@ class Service:
                 return False
         return self.ctx.store.outstanding() == 0
 
-    def _install_signals(self) -> None:
+    def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():
-            return
+            return {}
 
         def stop(signum, _frame) -> None:
             log.info("%s received: finishing the running round, then stopping",
                      signal.Signals(signum).name)
             self.ctx.stopping.set()
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        return {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _exit_code(self) -> int:
         from sqlalchemy import func, select

@@ -64,8 +64,10 @@ class Faults:
         for k, v in data.items():
             if k == "down_for_seconds":
                 self.down_until = time.time() + float(v)
+            elif k == "seed":
+                self.seed = None if v is None else int(v)
             elif k in names:
-                setattr(self, k, type(getattr(self, k))(v) if v is not None else None)
+                setattr(self, k, float(v))
             else:
                 raise KeyError(k)
 

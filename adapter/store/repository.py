@@ -159,7 +159,7 @@ class ExchangeStore:
 
     def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
                         claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
-                        owner: str | None = None) -> None:
+                        owner: str | None = None, status_poll: float = 30.0) -> None:
         """Write every attempt and the state it leads to, in one transaction.
 
         The update is conditional on our lease, so a late answer never overwrites what an
@@ -177,7 +177,8 @@ class ExchangeStore:
                 if o.outcome in ("delivered", "duplicate"):
                     values.update(state=State.DELIVERED, delivered_at=now, last_error=None)
                 elif o.outcome == "sent":
-                    values.update(state=State.SENT, last_error=None)
+                    values.update(state=State.SENT, last_error=None,
+                                  next_attempt_at=now + dt.timedelta(seconds=status_poll))
                 else:
                     d = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
                                              created_at=ex.created_at, now=now, policy=policy)
@@ -192,6 +193,35 @@ class ExchangeStore:
                                            EX.c.lease_owner == owner).values(**values))
             if attempts:
                 c.execute(insert(AT), attempts)
+
+    def sent_to_check(self, route: str, *, limit: int,
+                      now: dt.datetime | None = None) -> list[tuple[int, str]]:
+        """Exchanges the platform has queued whose delivery status is due for a query."""
+        now = now or utcnow()
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(
+                select(EX.c.id, EX.c.packet_id).where(
+                    EX.c.route == route, EX.c.state == State.SENT,
+                    or_(EX.c.next_attempt_at.is_(None), EX.c.next_attempt_at <= now))
+                .order_by(EX.c.id).limit(limit))]
+
+    def settle_sent(self, results: Sequence[tuple[int, str]], *, status_poll: float) -> None:
+        """Apply delivery-status answers: delivered ends the exchange; queued asks again
+        later; unknown (the platform lost it) sends it again, with the same packet id."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            for ex_id, status in results:
+                if status == "delivered":
+                    values = dict(state=State.DELIVERED, delivered_at=now, next_attempt_at=None)
+                elif status == "unknown":
+                    values = dict(state=State.RETRY_WAIT, next_attempt_at=now,
+                                  last_error="platform no longer knows the packet: resending")
+                else:
+                    values = dict(next_attempt_at=now + dt.timedelta(seconds=status_poll))
+                if "state" in values:
+                    states.check(State.SENT, values["state"])
+                c.execute(update(EX).where(EX.c.id == ex_id, EX.c.state == State.SENT)
+                          .values(updated_at=now, **values))
 
     def release_leases(self, owner: str | None = None) -> int:
         """Put `sending` exchanges back to the queue: all of them (when this process holds
