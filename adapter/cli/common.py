@@ -31,3 +31,12 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, width:
         print(line.rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
+
+
+def print_field(label: str, value: object, *, width: int = 80) -> None:
+    """`label:  value`, wrapped under the value's column so nothing passes `width`."""
+    import textwrap
+
+    head = f"{label + ':':<17}"
+    print(textwrap.fill(str(value), width=width, initial_indent=head,
+                        subsequent_indent=" " * len(head), break_long_words=True))

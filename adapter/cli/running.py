@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 
-from adapter.cli.common import print_json, print_table, settings_of
+from adapter.cli.common import print_field, print_json, print_table, settings_of
 
 
 def register(sub) -> None:
@@ -111,7 +112,7 @@ def cmd_status(args) -> int:
     last = store.last_delivery()
     certs = {}
     for label, path in (("signing", s.signing.cert),
-                        *((f"trust:{p}", p) for p in s.signing.trust_anchors)):
+                        *((f"trust anchor {Path(p).name}", p) for p in s.signing.trust_anchors)):
         try:
             c = load_certificates(s.path(path))[0]
             certs[label] = round((c.not_valid_after_utc - dt.datetime.now(dt.UTC))
@@ -135,14 +136,14 @@ def cmd_status(args) -> int:
                 [[k, *[counts.get((k, st), 0) for st in states]] for k in kinds])
     print()
     age = data["oldest_pending_seconds"]
-    print(f"oldest pending:  {'none' if age is None else f'{age:.0f}s'}")
+    print_field("oldest pending", "none" if age is None else f"{age:.0f}s")
     for r in s.routes:
         t = last.get(r.name)
         when = t.isoformat(timespec="seconds") + "Z" if t else "never"
-        print(f"last delivery:   {r.name}: {when}")
+        print_field("last delivery", f"{r.name}: {when}")
     pf = data["platform"]
-    health = f"reachable ({pf['ms']} ms)" if pf["reachable"] else f"UNREACHABLE: {pf['error']}"
-    print(f"platform:        {health}")
+    print_field("platform", f"reachable ({pf['ms']} ms)" if pf["reachable"]
+                else f"UNREACHABLE: {pf['error']}")
     for label, days in certs.items():
-        print(f"certificate:     {label}: {days} days to expiry")
+        print_field("certificate", f"{label}: {days} days to expiry")
     return 0
