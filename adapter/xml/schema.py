@@ -81,6 +81,12 @@ class SchemaRegistry:
         for err in rich.iter_errors(etree.ElementTree(root)):
             line = getattr(err, "sourceline", None)
             reason = err.reason or str(err.message)
+            value = err.obj if isinstance(err.obj, str | int) else None
+            if value is None and getattr(err, "elem", None) is not None:
+                value = (err.elem.text or "").strip() or None
+            elem = getattr(err, "elem", None)
+            if value is not None and (elem is None or len(elem) == 0):
+                reason += f" (got {value!r})"
             issues.append(SchemaIssue(line, err.path, reason))
         if not issues:  # engines disagree: fall back to libxml2's own words.
             issues = [SchemaIssue(e.line, e.path, e.message) for e in schema.error_log]
