@@ -101,7 +101,7 @@ def test_sigterm_stops_gracefully_with_nothing_left_sending(sim_process, pki):
     proc = start(cfg, "run", "--no-simulator")
     time.sleep(3)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert "SIGTERM received" in err
     with make_engine(s.url(s.adapter.state_db)).connect() as c:
