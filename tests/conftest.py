@@ -181,9 +181,41 @@ def db_url(request, tmp_path) -> str:
 
 # ---- the simulator, in process, on a real port -----------------------------------------------
 
+class ServedApp:
+    """A WSGI app on a real loopback port, in a thread."""
+
+    def __init__(self, server, url: str) -> None:
+        self.server, self.url = server, url
+
+    def close(self) -> None:
+        self.server.stop()
+
+
+def serve_wsgi(app, *, settings=None, port: int = 0, path: str = "/lgsp") -> ServedApp:
+    from cheroot import wsgi
+
+    from adapter.sim.server import make_server, url_of
+
+    if settings is not None:
+        server = make_server(settings, app, "127.0.0.1", port)
+    else:
+        server = wsgi.Server(("127.0.0.1", port), app, numthreads=2)
+    server.prepare()
+    threading.Thread(target=server.serve, daemon=True).start()
+    url = url_of(settings, server) if settings is not None else \
+        f"http://127.0.0.1:{server.bind_addr[1]}{path}"
+    for _ in range(100):  # until the port accepts connections
+        try:
+            socket.create_connection(server.bind_addr[:2], timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return ServedApp(server, url)
+
+
 class RunningSim:
-    def __init__(self, app, server, url: str) -> None:
-        self.app, self.server, self.url = app, server, url
+    def __init__(self, app, served: ServedApp) -> None:
+        self.app, self.served, self.url = app, served, served.url
 
     def report(self) -> dict:
         return requests.get(self.url.replace("/lgsp", "/report"), timeout=10).json()
@@ -193,23 +225,15 @@ class RunningSim:
         r.raise_for_status()
         return r.json()
 
+    def close(self) -> None:
+        self.served.close()
+
 
 @pytest.fixture
-def sim(settings, tmp_path) -> Iterator[RunningSim]:
-    from waitress.server import create_server
-
+def sim(settings) -> Iterator[RunningSim]:
     from adapter.sim.server import build_app
 
     app = build_app(settings)
-    server = create_server(app, host="127.0.0.1", port=settings.simulator.port, threads=4)
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    url = f"http://127.0.0.1:{settings.simulator.port}/lgsp"
-    for _ in range(100):
-        try:
-            requests.get(url.replace("/lgsp", "/health"), timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.05)
-    yield RunningSim(app, server, url)
-    server.close()
+    running = RunningSim(app, serve_wsgi(app, settings=settings, port=settings.simulator.port))
+    yield running
+    running.close()

@@ -123,6 +123,12 @@ class SimulatorSection(_Section):
     db: str = "var/simulator.db"
     trust_anchors: list[str] = ["certs/dev/ca.crt"]
     threads: int = Field(8, ge=1, le=64)
+    #: serve HTTPS with this certificate and key (the dev PKI issues certs/dev/sim.crt).
+    tls: bool = False
+    tls_cert: str = "certs/dev/sim.crt"
+    tls_key: str = "certs/dev/sim.key"
+    #: with TLS, require client certificates issued by this CA (mutual TLS).
+    tls_client_ca: str | None = None
 
 
 class ServiceSection(_Section):

@@ -1,17 +1,19 @@
-"""Run the simulator under waitress, standalone (`thads-adapter sim`) or as a child process
+"""Run the simulator under cheroot, standalone (`thads-adapter sim`) or as a child process
 of `thads-adapter run` in the demo."""
 
 from __future__ import annotations
 
 import os
+import signal
+import ssl
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import requests
-import waitress
-from waitress.server import create_server
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from adapter.config import Settings
 from adapter.crypto.keys import load_certificates
@@ -29,19 +31,45 @@ def build_app(settings: Settings, faults: Faults | None = None,
                         SchemaRegistry.default(), faults)
 
 
+def make_server(settings: Settings, app: SimulatorApp, host: str | None = None,
+                port: int | None = None) -> wsgi.Server:
+    """A cheroot WSGI server (threaded, HTTP/1.1 keep-alive, TLS and mutual TLS)."""
+    cfg = settings.simulator
+    server = wsgi.Server((host or cfg.host, cfg.port if port is None else port), app,
+                         numthreads=cfg.threads, server_name="thads-lgsp-sim", timeout=120,
+                         request_queue_size=64, shutdown_timeout=2)
+    if cfg.tls:
+        adapter = BuiltinSSLAdapter(str(settings.path(cfg.tls_cert)),
+                                    str(settings.path(cfg.tls_key)))
+        if cfg.tls_client_ca:
+            adapter.context.load_verify_locations(str(settings.path(cfg.tls_client_ca)))
+            adapter.context.verify_mode = ssl.CERT_REQUIRED
+        server.ssl_adapter = adapter
+    return server
+
+
+def url_of(settings: Settings, server: wsgi.Server) -> str:
+    host, port = server.bind_addr[:2]
+    return f"{'https' if settings.simulator.tls else 'http'}://{host}:{port}/lgsp"
+
+
 def serve(settings: Settings, host: str | None = None, port: int | None = None,
           faults: Faults | None = None, db: Path | None = None) -> None:
-    cfg = settings.simulator
     app = build_app(settings, faults, db)
-    server = create_server(app, host=host or cfg.host, port=port if port is not None else cfg.port,
-                           threads=cfg.threads, channel_timeout=120, connection_limit=200,
-                           ident="thads-lgsp-sim", clear_untrusted_proxy_headers=True)
-    print(f"simulator listening on http://{server.effective_host}:{server.effective_port}/lgsp",
-          flush=True)
+    server = make_server(settings, app, host, port)
+    server.prepare()
+    print(f"simulator listening on {url_of(settings, server)}", flush=True)
+
+    def stop(signum, _frame) -> None:
+        raise SystemExit(0)  # leaves serve(); the finally below closes the server
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        server.run()
+        server.serve()
+    except (KeyboardInterrupt, SystemExit):
+        pass
     finally:
-        server.close()
+        server.stop()
 
 
 def start_child(settings: Settings, *, config_file: str, timeout: float = 30.0,
@@ -51,13 +79,18 @@ def start_child(settings: Settings, *, config_file: str, timeout: float = 30.0,
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "adapter", "--config", config_file, "sim"],
                             stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-    url = f"http://{cfg.host}:{cfg.port}/health"
+    scheme = "https" if cfg.tls else "http"
+    url = f"{scheme}://{cfg.host}:{cfg.port}/health"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"simulator exited with code {proc.returncode} (see {log})")
         try:
-            if requests.get(url, timeout=1).ok:
+            lg = settings.lgsp
+            verify = str(settings.path(lg.ca_file)) if lg.ca_file else True
+            cert = (str(settings.path(lg.client_cert)), str(settings.path(lg.client_key))) \
+                if lg.client_cert and lg.client_key else None
+            if requests.get(url, timeout=1, verify=verify, cert=cert).ok:
                 return proc
         except requests.RequestException:
             time.sleep(0.1)
@@ -65,4 +98,4 @@ def start_child(settings: Settings, *, config_file: str, timeout: float = 30.0,
     raise RuntimeError(f"simulator did not answer on {url} within {timeout}s")
 
 
-__all__ = ["build_app", "serve", "start_child", "waitress"]
+__all__ = ["build_app", "make_server", "serve", "start_child", "url_of"]

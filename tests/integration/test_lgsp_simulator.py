@@ -1,18 +1,16 @@
 """The zeep transport against the simulator over real HTTP on loopback."""
 
-import threading
 import time
 
 import pytest
 from lxml import etree
-from waitress.server import create_server
 
 from adapter.crypto import PacketSigner, load_identity
 from adapter.errors import ConfigError, RejectedByPeer, TransportError
 from adapter.transports.base import PlatformReceipt, SubmitItem
 from adapter.transports.lgsp import LgspTransport
 from adapter.xml.safe import serialize
-from tests.conftest import free_port
+from tests.conftest import free_port, serve_wsgi
 from tests.helpers import N, build_packet, sample_record
 
 
@@ -170,14 +168,12 @@ def test_simulator_store_survives_a_restart(settings, sim, signer):
     pid, data = signed(signer)
     t = LgspTransport(settings.lgsp, settings.path)
     first = submit(t, pid, data)
-    sim.server.close()
-    port = free_port()
+    sim.close()
     app = build_app(settings)  # a new process would open the same file
-    server = create_server(app, host="127.0.0.1", port=port, threads=2)
-    threading.Thread(target=server.run, daemon=True).start()
-    cfg = settings.lgsp.model_copy(update={"endpoint": f"http://127.0.0.1:{port}/lgsp"})
+    served = serve_wsgi(app)
+    cfg = settings.lgsp.model_copy(update={"endpoint": served.url})
     again = submit(LgspTransport(cfg, settings.path), pid, data)
-    server.close()
+    served.close()
     assert again.status == "duplicate"
     assert again.platform_message_id == first.platform_message_id
 
@@ -191,16 +187,14 @@ def test_platform_answer_with_a_doctype_is_refused(settings, signer):
         start_response("200 OK", [("Content-Type", "text/xml")])
         return [body]
 
-    port = free_port()
-    server = create_server(evil, host="127.0.0.1", port=port, threads=1)
-    threading.Thread(target=server.run, daemon=True).start()
-    cfg = settings.lgsp.model_copy(update={"endpoint": f"http://127.0.0.1:{port}/lgsp"})
+    served = serve_wsgi(evil)
+    cfg = settings.lgsp.model_copy(update={"endpoint": served.url})
     pid, data = signed(signer)
     try:
         with pytest.raises(TransportError, match="unreadable answer"):
             submit(LgspTransport(cfg, settings.path), pid, data)
     finally:
-        server.close()
+        served.close()
 
 
 def test_operation_names_come_from_configuration(settings):
