@@ -89,6 +89,8 @@ embedded = {str(sim_embedded).lower()}
 port = {sim_port}
 db = "{var}/simulator.db"
 trust_anchors = ["{pki}/ca.crt"]
+court_key = "{pki}/court.key"
+court_cert = "{pki}/court.crt"
 
 [service]
 sign_workers = 0

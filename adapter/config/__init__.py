@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from adapter.errors import ConfigError
 
@@ -65,6 +72,9 @@ class SigningSection(_Section):
 class OperationMap(_Section):
     """Logical operation -> WSDL operation, so the real ministry WSDL can be plugged in."""
 
+    list_pending: str = "ListPendingPackets"
+    fetch: str = "FetchPacket"
+    acknowledge: str = "AcknowledgePacket"
     submit: str = "SubmitPacket"
     #: several packets per call, each with its own outcome; "" if the platform has none.
     submit_batch: str = "SubmitPacketBatch"
@@ -105,14 +115,46 @@ class RetrySection(_Section):
 
 class RouteSection(_Section):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    kind: Literal["case", "receipt"]
+    #: outbound: case, receipt; inbound: judgment.
+    kind: Literal["case", "receipt", "judgment"]
+    direction: Literal["out", "in"] = "out"
     channel: Literal["lgsp"] = "lgsp"
-    #: QCVN 102 id of the receiving agency written into each packet.
-    recipient: OrgId
+    #: QCVN 102 id of the receiving agency written into each packet (outbound routes).
+    recipient: OrgId | None = None
     interval_seconds: float = Field(30.0, gt=0)
     enabled: bool = True
-    #: packets claimed and sent per round.
+    #: packets claimed and sent (or listed and fetched) per round.
     batch_size: int = Field(200, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _direction_fits_kind(self) -> RouteSection:
+        if self.direction == "out" and self.kind not in ("case", "receipt"):
+            raise ValueError(f"kind {self.kind!r} cannot be sent: outbound routes carry "
+                             "case or receipt")
+        if self.direction == "in" and self.kind != "judgment":
+            raise ValueError(f"kind {self.kind!r} is not received: inbound routes carry "
+                             "judgment")
+        if self.direction == "out" and self.recipient is None:
+            raise ValueError("outbound routes need a recipient")
+        return self
+
+
+class PeerSection(_Section):
+    """An agency we receive from: whom we trust to sign for it, and what to do otherwise."""
+
+    name: str
+    #: QCVN 102 ids this peer sends as (Header/Sender of its packets).
+    organisation_ids: list[OrgId]
+    #: CA certificates whose signers may sign for this peer.
+    trust_anchors: list[str]
+    #: reject: quarantine packets whose signature is not valid and trusted;
+    #: flag: import them anyway and record the outcome for the auditor.
+    signature_policy: Literal["reject", "flag"] = "reject"
+
+
+class InboundSection(_Section):
+    #: packets above this size are refused before parsing.
+    max_packet_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
 
 class SimulatorSection(_Section):
@@ -129,6 +171,10 @@ class SimulatorSection(_Section):
     tls_key: str = "certs/dev/sim.key"
     #: with TLS, require client certificates issued by this CA (mutual TLS).
     tls_client_ca: str | None = None
+    #: the court key the simulator signs judgments with, and the court's organisation id.
+    court_key: str = "certs/dev/court.key"
+    court_cert: str = "certs/dev/court.crt"
+    court_organisation_id: OrgId = "000.00.00.T01"
 
 
 class ServiceSection(_Section):
@@ -146,6 +192,8 @@ class Settings(_Section):
     lgsp: LgspSection = LgspSection()
     retry: RetrySection = RetrySection()
     routes: list[RouteSection] = []
+    peers: list[PeerSection] = []
+    inbound: InboundSection = InboundSection()
     simulator: SimulatorSection = SimulatorSection()
     service: ServiceSection = ServiceSection()
 
@@ -174,6 +222,12 @@ class Settings(_Section):
         if value.startswith(prefix) and relative:
             return prefix + str(self.path(value[len(prefix):]))
         return value
+
+    def peer_of(self, organisation_id: str) -> PeerSection | None:
+        for p in self.peers:
+            if organisation_id in p.organisation_ids:
+                return p
+        return None
 
     def route(self, name: str) -> RouteSection:
         for r in self.routes:
@@ -226,7 +280,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "-"
-        reason = err["msg"]
+        reason = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             reason = "unknown key (misspelt, or not supported by this version)"
         elif err["type"] == "missing":

@@ -26,6 +26,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from adapter.config import Settings
 from adapter.engine.context import Context
+from adapter.engine.inbound import InboundEngine
 from adapter.engine.outbound import OutboundEngine
 from adapter.service.lock import InstanceLock
 from adapter.store.models import Exchange
@@ -38,8 +39,11 @@ log = logging.getLogger("adapter.service")
 class RouteProgress:
     prepare_rounds: int = 0
     last_prepared: int = -1
-    totals: dict[str, int] = field(default_factory=lambda: {
-        "prepared": 0, "rejected": 0, "delivered": 0, "retrying": 0, "failed": 0})
+    totals: dict[str, int] = field(default_factory=dict)
+
+    def add(self, **counts: int) -> None:
+        for k, v in counts.items():
+            self.totals[k] = self.totals.get(k, 0) + v
 
 
 class Service:
@@ -47,6 +51,7 @@ class Service:
         self.settings = settings
         self.ctx = ctx or Context(settings)
         self.engine = OutboundEngine(self.ctx)
+        self.inbound = InboundEngine(self.ctx)
         self.routes = [r for r in settings.routes if r.enabled]
         self.progress = {r.name: RouteProgress() for r in self.routes}
         self._lock = threading.Lock()
@@ -66,8 +71,7 @@ class Service:
             except Exception:
                 log.exception("route %s: prepare round failed; will try again", name)
                 return
-            p.totals["prepared"] += stats.prepared
-            p.totals["rejected"] += stats.rejected
+            p.add(prepared=stats.prepared, rejected=stats.rejected)
             p.last_prepared = stats.prepared + stats.rejected
             p.prepare_rounds += 1
             if stats.prepared or stats.rejected:
@@ -85,11 +89,29 @@ class Service:
             except Exception:
                 log.exception("route %s: delivery round failed; will try again", name)
                 return
-            for k in ("delivered", "retrying", "failed"):
-                p.totals[k] += getattr(stats, k)
+            p.add(delivered=stats.delivered, retrying=stats.retrying, failed=stats.failed)
             if stats.delivered or stats.failed or stats.retrying:
                 log.info("route %s: %d delivered, %d waiting to retry, %d failed", name,
                          stats.delivered, stats.retrying, stats.failed)
+
+    def _pull_job(self, name: str) -> None:
+        with self._running(f"pull:{name}"):
+            route = self.settings.route(name)
+            p = self.progress[name]
+            try:
+                stats = self.inbound.pull(route)
+            except Exception as exc:
+                log.warning("route %s: pull round failed (%s); will try again", name, exc)
+                p.last_prepared = -1
+                return
+            p.add(received=stats.received, imported=stats.imported,
+                  quarantined=stats.quarantined, acknowledged=stats.acknowledged)
+            p.last_prepared = stats.received + stats.acknowledged
+            p.prepare_rounds += 1
+            if stats.received or stats.acknowledged:
+                log.info("route %s: %d received, %d imported, %d quarantined", name,
+                         stats.received, stats.imported, stats.quarantined)
+                self._kick(f"pull:{name}")
 
     @contextlib.contextmanager
     def _running(self, job_id: str):
@@ -121,8 +143,11 @@ class Service:
 
     def run_once(self) -> int:
         for r in self.routes:
-            self._prepare_job(r.name)
-            self._deliver_job(r.name)
+            if r.direction == "in":
+                self._pull_job(r.name)
+            else:
+                self._prepare_job(r.name)
+                self._deliver_job(r.name)
         return self._exit_code()
 
     def run(self, *, until_idle: bool = False, poll: float = 0.2) -> int:
@@ -132,6 +157,10 @@ class Service:
             timezone=dt.UTC)
         now = dt.datetime.now(dt.UTC)
         for r in self.routes:
+            if r.direction == "in":
+                sched.add_job(self._pull_job, "interval", args=[r.name], id=f"pull:{r.name}",
+                              seconds=r.interval_seconds, next_run_time=now)
+                continue
             sched.add_job(self._prepare_job, "interval", args=[r.name], id=f"prepare:{r.name}",
                           seconds=r.interval_seconds, next_run_time=now)
             sched.add_job(self._deliver_job, "interval", args=[r.name], id=f"deliver:{r.name}",
@@ -175,10 +204,11 @@ class Service:
 
     def _exit_code(self) -> int:
         from sqlalchemy import func, select
+        ex = Exchange.__table__
         with self.ctx.state_engine.connect() as c:
             failed = c.execute(select(func.count()).where(
-                Exchange.__table__.c.state == State.FAILED,
-                Exchange.__table__.c.updated_at >= self.started_at)).scalar_one()
+                ex.c.state == State.FAILED, ex.c.direction == "out",
+                ex.c.updated_at >= self.started_at)).scalar_one()
         return 1 if failed else 0
 
     def summary(self) -> dict[str, dict[str, int]]:

@@ -28,6 +28,7 @@ from lxml import etree
 from adapter.crypto.verify import PacketVerifier
 from adapter.errors import PacketError, SchemaInvalidError, SignatureError, UnsafeXmlError
 from adapter.mapping.vntext import words_match_amount
+from adapter.sim.court import CourtDesk
 from adapter.sim.store import SimStore, Stored
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
@@ -74,8 +75,8 @@ class Faults:
 
 class SimulatorApp:
     def __init__(self, store: SimStore, verifier: PacketVerifier, schemas: SchemaRegistry,
-                 faults: Faults | None = None) -> None:
-        self.store, self.verifier, self.schemas = store, verifier, schemas
+                 faults: Faults | None = None, court: CourtDesk | None = None) -> None:
+        self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
@@ -99,9 +100,37 @@ class SimulatorApp:
             return self._json(start_response, dataclasses.asdict(self.faults))
         if path == "/lgsp" and method == "POST":
             return self._soap(environ, start_response)
+        if path.startswith("/outbox"):
+            return self._outbox(path, method, environ, start_response)
         if path == "/lgsp" and method == "GET":
             return self._respond(start_response, "405 Method Not Allowed", b"POST SOAP here",
                                  "text/plain")
+        return self._respond(start_response, "404 Not Found", b"not found", "text/plain")
+
+    def _outbox(self, path: str, method: str, environ: dict, start_response):
+        """Test and demo control of what the platform holds for the adapter."""
+        from urllib.parse import parse_qs
+
+        if path == "/outbox" and method == "GET":
+            return self._json(start_response, self.store.outbox_report())
+        if path == "/outbox/judgments" and method == "POST":
+            if self.court is None:
+                return self._json(start_response, {"error": "no court key configured"}, "400")
+            req = json.loads(self._body(environ) or b"{}")
+            made = self.court.judgments(int(req.get("count", 1)), start=int(req.get("start", 1)),
+                                        seed=int(req.get("seed", 7)),
+                                        version=int(req.get("version", 1)))
+            for pid, data in made:
+                self.store.put_outbox(pid, "judgment", self.court.court_id,
+                                      self.court.recipient, data)
+            return self._json(start_response, {"packet_ids": [p for p, _ in made]})
+        if path == "/outbox/raw" and method == "POST":
+            q = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+            self.store.put_outbox(q["packet_id"], q.get("kind", "judgment"),
+                                  q.get("sender", ""), q["recipient"], self._body(environ))
+            return self._json(start_response, {"packet_id": q["packet_id"]})
+        if path == "/outbox/redeliver" and method == "POST":
+            return self._json(start_response, {"redelivered": self.store.redeliver()})
         return self._respond(start_response, "404 Not Found", b"not found", "text/plain")
 
     def _chance(self, rate: float) -> bool:
@@ -159,6 +188,12 @@ class SimulatorApp:
             return self._submit_batch(op, start_response)
         if name == "QueryDeliveryStatusRequest":
             return self._query(op, start_response)
+        if name == "ListPendingPacketsRequest":
+            return self._list_pending(op, start_response)
+        if name == "FetchPacketRequest":
+            return self._fetch(op, start_response)
+        if name == "AcknowledgePacketRequest":
+            return self._acknowledge(op, start_response)
         return self._fault(start_response, "Client", "UNKNOWN_OPERATION", name, False)
 
     def _submit(self, op: etree._Element, start_response) -> Iterable[bytes]:
@@ -264,6 +299,41 @@ class SimulatorApp:
             etree.SubElement(e, f"{t}status").text = "queued" if status == "queued" \
                 else "delivered"
             etree.SubElement(e, f"{t}platformMessageId").text = pmid
+        return self._envelope(start_response, e)
+
+    def _list_pending(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        recipient = (op.findtext(f"{t}recipient") or "").strip()
+        limit = min(int(op.findtext(f"{t}max") or "100"), 1000)
+        e = etree.Element(f"{t}ListPendingPacketsResponse", nsmap={None: TNS})
+        for pid, kind, sender, size in self.store.pending(recipient, limit):
+            item = etree.SubElement(e, f"{t}item")
+            for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
+                               ("size", str(size))):
+                etree.SubElement(item, f"{t}{tag}").text = value
+        return self._envelope(start_response, e)
+
+    def _fetch(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        pid = (op.findtext(f"{t}packetId") or "").strip()
+        found = self.store.fetch(pid)
+        if found is None:
+            return self._fault(start_response, "Client", "NOT_FOUND", f"no packet {pid}", False)
+        kind, sender, payload = found
+        e = etree.Element(f"{t}FetchPacketResponse", nsmap={None: TNS})
+        for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
+                           ("packet", base64.b64encode(payload).decode())):
+            etree.SubElement(e, f"{t}{tag}").text = value
+        return self._envelope(start_response, e)
+
+    def _acknowledge(self, op: etree._Element, start_response) -> Iterable[bytes]:
+        t = f"{{{TNS}}}"
+        pid = (op.findtext(f"{t}packetId") or "").strip()
+        ok = self.store.acknowledge(pid, op.findtext(f"{t}outcome") or "accepted",
+                                    op.findtext(f"{t}reason"))
+        e = etree.Element(f"{t}AcknowledgePacketResponse", nsmap={None: TNS})
+        etree.SubElement(e, f"{t}packetId").text = pid
+        etree.SubElement(e, f"{t}acknowledged").text = "true" if ok else "false"
         return self._envelope(start_response, e)
 
     def _deferred_elapsed(self, packet_id: str) -> bool:

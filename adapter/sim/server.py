@@ -16,9 +16,11 @@ from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from adapter.config import Settings
-from adapter.crypto.keys import load_certificates
+from adapter.crypto.keys import load_certificates, load_identity
+from adapter.crypto.sign import PacketSigner
 from adapter.crypto.verify import PacketVerifier
 from adapter.sim.app import Faults, SimulatorApp
+from adapter.sim.court import CourtDesk
 from adapter.sim.store import SimStore
 from adapter.xml.schema import SchemaRegistry
 
@@ -27,8 +29,13 @@ def build_app(settings: Settings, faults: Faults | None = None,
               db: Path | None = None) -> SimulatorApp:
     cfg = settings.simulator
     anchors = [c for p in cfg.trust_anchors for c in load_certificates(settings.path(p))]
+    court = None
+    if settings.path(cfg.court_key).exists():
+        identity = load_identity(settings.path(cfg.court_key), settings.path(cfg.court_cert))
+        court = CourtDesk(PacketSigner(identity), cfg.court_organisation_id,
+                          settings.adapter.organisation_id)
     return SimulatorApp(SimStore(db or settings.path(cfg.db)), PacketVerifier(anchors),
-                        SchemaRegistry.default(), faults)
+                        SchemaRegistry.default(), faults, court)
 
 
 def make_server(settings: Settings, app: SimulatorApp, host: str | None = None,

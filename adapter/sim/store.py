@@ -25,6 +25,18 @@ CREATE TABLE IF NOT EXISTS received (
   submissions INTEGER NOT NULL,
   payload BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS outbox (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  packet_id TEXT UNIQUE NOT NULL,
+  kind TEXT NOT NULL,
+  sender TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  fetches INTEGER NOT NULL DEFAULT 0,
+  ack_outcome TEXT,
+  ack_reason TEXT,
+  acks INTEGER NOT NULL DEFAULT 0
+);
 """
 
 
@@ -94,6 +106,44 @@ class SimStore:
             by_kind[kind] = by_kind.get(kind, 0) + 1
         return {"accepted": len(rows), "submissions": sum(r[2] for r in rows),
                 "by_kind": by_kind, "packets": {r[0]: r[2] for r in rows}}
+
+    # ---- outbox: packets held for the adapter (court judgments) ----------------------
+
+    def put_outbox(self, packet_id: str, kind: str, sender: str, recipient: str,
+                   payload: bytes) -> None:
+        self._conn().execute(
+            "INSERT INTO outbox (packet_id, kind, sender, recipient, payload) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(packet_id) DO NOTHING", (packet_id, kind, sender, recipient, payload))
+
+    def pending(self, recipient: str, limit: int) -> list[tuple[str, str, str, int]]:
+        return self._conn().execute(
+            "SELECT packet_id, kind, sender, length(payload) FROM outbox "
+            "WHERE recipient=? AND ack_outcome IS NULL ORDER BY seq LIMIT ?",
+            (recipient, limit)).fetchall()
+
+    def fetch(self, packet_id: str) -> tuple[str, str, bytes] | None:
+        c = self._conn()
+        c.execute("UPDATE outbox SET fetches = fetches + 1 WHERE packet_id=?", (packet_id,))
+        row = c.execute("SELECT kind, sender, payload FROM outbox WHERE packet_id=?",
+                        (packet_id,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def acknowledge(self, packet_id: str, outcome: str, reason: str | None) -> bool:
+        return self._conn().execute(
+            "UPDATE outbox SET ack_outcome=?, ack_reason=?, acks = acks + 1 WHERE packet_id=?",
+            (outcome, reason, packet_id)).rowcount == 1
+
+    def redeliver(self) -> int:
+        """Simulated re-delivery: every acknowledged packet is listed again."""
+        return self._conn().execute(
+            "UPDATE outbox SET ack_outcome=NULL WHERE ack_outcome IS NOT NULL").rowcount
+
+    def outbox_report(self) -> list[dict]:
+        rows = self._conn().execute(
+            "SELECT packet_id, kind, sender, fetches, ack_outcome, ack_reason, acks FROM outbox "
+            "ORDER BY seq").fetchall()
+        keys = ("packet_id", "kind", "sender", "fetches", "ack_outcome", "ack_reason", "acks")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def payload(self, packet_id: str) -> bytes | None:
         row = self._conn().execute("SELECT payload FROM received WHERE packet_id=?",

@@ -45,6 +45,8 @@ class Exchange(StateBase):
     last_error: Mapped[str | None] = mapped_column(Text)
     platform_message_id: Mapped[str | None] = mapped_column(String(80))
     receipt_status: Mapped[str | None] = mapped_column(String(20))
+    #: inbound: valid | invalid | absent | untrusted, as verification found it.
+    signature: Mapped[str | None] = mapped_column(String(12))
     __table_args__ = (
         Index("ix_exchanges_claim", "route", "state", "next_attempt_at"),
         Index("ix_exchanges_state", "state", "kind"),

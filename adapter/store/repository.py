@@ -223,6 +223,67 @@ class ExchangeStore:
                 c.execute(update(EX).where(EX.c.id == ex_id, EX.c.state == State.SENT)
                           .values(updated_at=now, **values))
 
+    # ---- inbound ---------------------------------------------------------------------
+
+    def add_inbound(self, route: str, *, packet_id: str, kind: str, peer: str,
+                    payload: bytes) -> int:
+        """Store a received packet durably before anything else happens to it."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            res = c.execute(self._insert(EX).on_conflict_do_nothing(
+                index_elements=["packet_id"]).returning(EX.c.id), [dict(
+                    packet_id=packet_id, kind=kind, route=route, direction="in", peer=peer,
+                    source_key=packet_id, source_version=0, state=State.PENDING, attempts=0,
+                    created_at=now, updated_at=now)]).scalar()
+            if res is not None:
+                c.execute(insert(PK), [dict(packet_id=packet_id, payload=payload,
+                                            sha256=hashlib.sha256(payload).hexdigest())])
+                return res
+            return c.execute(select(EX.c.id).where(EX.c.packet_id == packet_id)).scalar_one()
+
+    def inbound_pending(self, route: str, limit: int) -> list[tuple[int, str, str, bytes]]:
+        """Stored but not yet processed (a crash came between storing and importing)."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(EX.c.id, EX.c.packet_id, EX.c.peer, PK.c.payload)
+                             .join(PK, PK.c.packet_id == EX.c.packet_id)
+                             .where(EX.c.route == route, EX.c.direction == "in",
+                                    EX.c.state == State.PENDING)
+                             .order_by(EX.c.id).limit(limit)).all()
+        return [tuple(r) for r in rows]
+
+    def finish_inbound(self, exchange_id: int, *, imported: bool, error: str | None,
+                       signature: str | None, source_key: str | None = None,
+                       source_version: int | None = None, started: dt.datetime | None = None,
+                       duration_ms: int = 0) -> None:
+        target = State.DELIVERED if imported else State.FAILED
+        states.check(State.PENDING, target, "in")
+        now = utcnow()
+        values: dict = dict(state=target, updated_at=now, last_error=error, signature=signature,
+                            attempts=EX.c.attempts + 1)
+        if imported:
+            values["delivered_at"] = now
+        if source_key:
+            values.update(source_key=source_key[:80], source_version=source_version or 0)
+        with self.engine.begin() as c:
+            c.execute(update(EX).where(EX.c.id == exchange_id, EX.c.state == State.PENDING)
+                      .values(**values))
+            c.execute(insert(AT), [dict(exchange_id=exchange_id, number=1,
+                                        started_at=started or now, duration_ms=duration_ms,
+                                        outcome="imported" if imported else "quarantined",
+                                        error=error, instance=self.instance)])
+
+    def inbound_state(self, packet_id: str) -> tuple[int, str, str | None, str | None] | None:
+        """(id, state, ack, last error) of a received packet, if we have it."""
+        with self.engine.connect() as c:
+            row = c.execute(select(EX.c.id, EX.c.state, EX.c.receipt_status, EX.c.last_error)
+                            .where(EX.c.packet_id == packet_id)).first()
+        return tuple(row) if row else None
+
+    def mark_acknowledged(self, exchange_id: int, outcome: str) -> None:
+        with self.engine.begin() as c:
+            c.execute(update(EX).where(EX.c.id == exchange_id).values(
+                receipt_status=f"ack:{outcome}", updated_at=utcnow()))
+
     def release_leases(self, owner: str | None = None) -> int:
         """Put `sending` exchanges back to the queue: all of them (when this process holds
         the exclusive instance lock) or those of one owner."""

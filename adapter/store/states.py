@@ -37,6 +37,14 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.DELIVERED: frozenset(),
     State.CANCELLED: frozenset(),
 }
+#: inbound exchanges: stored (pending), then imported (delivered) or quarantined (failed);
+#: an operator may send a quarantined one through again.
+INBOUND_TRANSITIONS: dict[State, frozenset[State]] = {
+    State.PENDING: frozenset({State.DELIVERED, State.FAILED}),
+    State.FAILED: frozenset({State.PENDING, State.CANCELLED}),
+    State.DELIVERED: frozenset(),
+    State.CANCELLED: frozenset(),
+}
 INITIAL = frozenset({State.PENDING, State.FAILED})
 FINAL = frozenset({State.DELIVERED, State.CANCELLED})
 
@@ -45,10 +53,11 @@ class IllegalTransition(RuntimeError):
     pass
 
 
-def check(current: State | str, target: State | str) -> None:
+def check(current: State | str, target: State | str, direction: str = "out") -> None:
     cur, tgt = State(current), State(target)
-    if tgt not in TRANSITIONS[cur]:
-        raise IllegalTransition(f"exchange cannot go from {cur} to {tgt}")
+    table = TRANSITIONS if direction == "out" else INBOUND_TRANSITIONS
+    if tgt not in table.get(cur, frozenset()):
+        raise IllegalTransition(f"{direction}bound exchange cannot go from {cur} to {tgt}")
 
 
 @dataclass(frozen=True)

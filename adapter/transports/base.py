@@ -31,6 +31,22 @@ class DeliveryStatus:
 
 
 @dataclass(frozen=True)
+class PendingPacket:
+    packet_id: str
+    kind: str
+    sender: str
+    size: int
+
+
+@dataclass(frozen=True)
+class FetchedPacket:
+    packet_id: str
+    kind: str
+    sender: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class SubmitItem:
     packet_id: str
     kind: str
@@ -51,6 +67,15 @@ class Transport(Protocol):
         ...
 
     def query_status(self, packet_id: str) -> DeliveryStatus:
+        ...
+
+    def list_pending(self, recipient: str, limit: int) -> list[PendingPacket]:
+        ...
+
+    def fetch(self, packet_id: str) -> FetchedPacket:
+        ...
+
+    def acknowledge(self, packet_id: str, outcome: str, reason: str | None = None) -> bool:
         ...
 
     def close(self) -> None:

@@ -20,7 +20,14 @@ from requests.adapters import HTTPAdapter
 
 from adapter.config import LgspSection
 from adapter.errors import ConfigError, RejectedByPeer, TransportError
-from adapter.transports.base import DeliveryStatus, ItemOutcome, PlatformReceipt, SubmitItem
+from adapter.transports.base import (
+    DeliveryStatus,
+    FetchedPacket,
+    ItemOutcome,
+    PendingPacket,
+    PlatformReceipt,
+    SubmitItem,
+)
 
 _FAULT_NS = "urn:thads-adapter:lgsp:1"
 
@@ -61,7 +68,10 @@ class LgspTransport:
             self.service = self.client.bind(cfg.service, cfg.port)
         for logical, name in (("submit", cfg.operations.submit),
                               ("submit_batch", cfg.operations.submit_batch),
-                              ("query_status", cfg.operations.query_status)):
+                              ("query_status", cfg.operations.query_status),
+                              ("list_pending", cfg.operations.list_pending),
+                              ("fetch", cfg.operations.fetch),
+                              ("acknowledge", cfg.operations.acknowledge)):
             if not name:
                 continue
             try:
@@ -158,6 +168,20 @@ class LgspTransport:
     def query_status(self, packet_id: str) -> DeliveryStatus:
         r = self._call(self.cfg.operations.query_status, packetId=packet_id)
         return DeliveryStatus(r.packetId, r.status, r.platformMessageId, r.detail)
+
+    def list_pending(self, recipient: str, limit: int) -> list[PendingPacket]:
+        res = self._call(self.cfg.operations.list_pending, recipient=recipient, max=limit)
+        items = res if isinstance(res, list) else (getattr(res, "item", None) or [])
+        return [PendingPacket(i.packetId, i.kind, i.sender, int(i.size)) for i in items]
+
+    def fetch(self, packet_id: str) -> FetchedPacket:
+        r = self._call(self.cfg.operations.fetch, packetId=packet_id)
+        return FetchedPacket(r.packetId, r.kind, r.sender, r.packet)
+
+    def acknowledge(self, packet_id: str, outcome: str, reason: str | None = None) -> bool:
+        r = self._call(self.cfg.operations.acknowledge, packetId=packet_id, outcome=outcome,
+                       reason=(reason or "")[:2000] or None)
+        return bool(r.acknowledged)
 
     def close(self) -> None:
         self.session.close()

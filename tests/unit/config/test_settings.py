@@ -39,7 +39,12 @@ def _write(tmp_path, text):
      'recipient = "000.00.00.G22"\n[[routes]]\nname = "a"\nkind = "receipt"\n'
      'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
-     'recipient = "000.00.00.G22"\n', "routes.0.kind", "'case' or 'receipt'"),
+     'recipient = "000.00.00.G22"\n', "routes.0.kind", "'case', 'receipt' or 'judgment'"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
+     'kind = "judgment"\nrecipient = "000.00.00.G22"\n', "routes.0",
+     "cannot be sent"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "case"\n',
+     "routes.0", "outbound routes need a recipient"),
 ])
 def test_bad_configuration_names_file_key_and_reason(tmp_path, text, key, reason):
     p = _write(tmp_path, text)
