@@ -175,6 +175,8 @@ class SimulatorSection(_Section):
     court_key: str = "certs/dev/court.key"
     court_cert: str = "certs/dev/court.crt"
     court_organisation_id: OrgId = "000.00.00.T01"
+    #: judgments the simulator holds for the adapter when it starts with an empty outbox.
+    demo_judgments: int = Field(0, ge=0, le=100_000)
 
 
 class ServiceSection(_Section):

@@ -80,52 +80,60 @@ class InboundEngine:
     # ---- one round -------------------------------------------------------------------
 
     def pull(self, route: RouteSection) -> PullStats:
+        """One round: what a crash left stored, then what the platform lists, in batches:
+        one call to fetch, one transaction to store, one to record, one call to answer."""
         ctx, stats = self.ctx, PullStats()
-        for ex_id, pid, peer, payload in ctx.store.inbound_pending(route.name, route.batch_size):
-            self._process_stored(ex_id, pid, peer, payload, stats)  # left by a crash
-        me = ctx.settings.adapter.organisation_id
-        for item in ctx.transport.list_pending(me, route.batch_size):
-            if ctx.stopping.is_set():
-                break
-            known = ctx.store.inbound_state(item.packet_id)
-            if known is None:
-                if item.size > ctx.settings.inbound.max_packet_bytes:
-                    payload = b""  # not fetched: the refusal below records why
-                else:
-                    payload = ctx.transport.fetch(item.packet_id).payload
-                ex_id = ctx.store.add_inbound(route.name, packet_id=item.packet_id,
-                                              kind=item.kind, peer=item.sender, payload=payload)
-                stats.received += 1
-                if not payload:
-                    ctx.store.finish_inbound(ex_id, imported=False, signature=None, error=(
-                        f"packet {item.packet_id}: {item.size} bytes exceed the limit of "
-                        f"{ctx.settings.inbound.max_packet_bytes}"))
-                else:
-                    self._process_stored(ex_id, item.packet_id, item.sender, payload, stats)
-                known = ctx.store.inbound_state(item.packet_id)
-            ex_id, state, _ack, error = known
-            if state in ("delivered", "failed"):
-                # new, or already handled and the platform did not get our answer: answer.
-                outcome = "accepted" if state == "delivered" else "rejected"
-                if ctx.transport.acknowledge(item.packet_id, outcome, error):
-                    ctx.store.mark_acknowledged(ex_id, outcome)
-                    stats.acknowledged += 1
+        leftover = ctx.store.inbound_pending(route.name, route.batch_size)
+        self._process_all([(ex_id, pid, peer, data) for ex_id, pid, peer, data in leftover],
+                          stats)
+        limit = ctx.settings.inbound.max_packet_bytes
+        items = ctx.transport.list_pending(ctx.settings.adapter.organisation_id,
+                                           route.batch_size)
+        if not items or ctx.stopping.is_set():
+            return stats
+        known = ctx.store.inbound_states([i.packet_id for i in items])
+        new = [i for i in items if i.packet_id not in known]
+        wanted = [i.packet_id for i in new if i.size <= limit]
+        fetched = {f.packet_id: f for f in (ctx.transport.fetch_many(wanted) if wanted else [])}
+        to_store = [(i.packet_id, i.kind, i.sender,
+                     fetched[i.packet_id].payload if i.packet_id in fetched else b"")
+                    for i in new if i.packet_id in fetched or i.size > limit]
+        ids = ctx.store.add_inbound_many(route.name, to_store)  # durable before processing
+        stats.received += len(to_store)
+        too_big = [dict(exchange_id=ids[i.packet_id], imported=False, signature=None,
+                        error=f"packet {i.packet_id}: {i.size} bytes exceed the limit of "
+                              f"{limit}") for i in new if i.size > limit]
+        ctx.store.finish_inbound_many(too_big)
+        stats.quarantined += len(too_big)
+        self._process_all([(ids[pid], pid, sender, data) for pid, _, sender, data in to_store
+                           if data], stats)
+        # answer for everything handled: new now, or earlier without our answer arriving
+        states = ctx.store.inbound_states([i.packet_id for i in items])
+        answers = [(pid, "accepted" if st == "delivered" else "rejected", err, ex_id)
+                   for pid, (ex_id, st, _ack, err) in states.items()
+                   if st in ("delivered", "failed")]
+        if answers:
+            taken = ctx.transport.acknowledge_many([a[:3] for a in answers])
+            ctx.store.mark_acknowledged_many([(a[3], a[1]) for a in answers if a[0] in taken])
+            stats.acknowledged += len(taken)
         return stats
 
-    def _process_stored(self, ex_id: int, pid: str, sender: str, payload: bytes,
-                        stats: PullStats) -> None:
-        started, t0 = utcnow(), time.perf_counter()
-        result = self.process(pid, sender, payload)
-        self.ctx.store.finish_inbound(
-            ex_id, imported=result.imported, error=result.reason, signature=result.signature,
-            source_key=result.source_key, source_version=result.version, started=started,
-            duration_ms=int((time.perf_counter() - t0) * 1000))
-        if result.imported:
-            stats.imported += 1
-        else:
-            stats.quarantined += 1
-            stats.reasons.append(result.reason or "")
-            log.warning("quarantined: %s", self.ctx.mask(result.reason or ""))
+    def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats) -> None:
+        results = []
+        for ex_id, pid, sender, payload in items:
+            started, t0 = utcnow(), time.perf_counter()
+            r = self.process(pid, sender, payload)
+            results.append(dict(exchange_id=ex_id, imported=r.imported, error=r.reason,
+                                signature=r.signature, source_key=r.source_key,
+                                source_version=r.version, started=started,
+                                duration_ms=int((time.perf_counter() - t0) * 1000)))
+            if r.imported:
+                stats.imported += 1
+            else:
+                stats.quarantined += 1
+                stats.reasons.append(r.reason or "")
+                log.warning("quarantined: %s", self.ctx.mask(r.reason or ""))
+        self.ctx.store.finish_inbound_many(results)
 
     # ---- the checks, in order ----------------------------------------------------------
 

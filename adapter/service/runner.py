@@ -211,8 +211,12 @@ class Service:
                 ex.c.updated_at >= self.started_at)).scalar_one()
         return 1 if failed else 0
 
+    _ORDER = ("prepared", "rejected", "delivered", "retrying", "failed", "received",
+              "imported", "quarantined", "acknowledged")
+
     def summary(self) -> dict[str, dict[str, int]]:
-        return {name: dict(p.totals) for name, p in self.progress.items()}
+        return {name: {k: p.totals.get(k, 0) for k in self._ORDER if k in p.totals}
+                for name, p in self.progress.items()}
 
 
 def run_service(settings: Settings, *, once: bool = False, until_idle: bool = False,

@@ -315,25 +315,29 @@ class SimulatorApp:
 
     def _fetch(self, op: etree._Element, start_response) -> Iterable[bytes]:
         t = f"{{{TNS}}}"
-        pid = (op.findtext(f"{t}packetId") or "").strip()
-        found = self.store.fetch(pid)
-        if found is None:
-            return self._fault(start_response, "Client", "NOT_FOUND", f"no packet {pid}", False)
-        kind, sender, payload = found
         e = etree.Element(f"{t}FetchPacketResponse", nsmap={None: TNS})
-        for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
-                           ("packet", base64.b64encode(payload).decode())):
-            etree.SubElement(e, f"{t}{tag}").text = value
+        for pid_el in op.findall(f"{t}packetId"):
+            pid = (pid_el.text or "").strip()
+            found = self.store.fetch(pid)
+            if found is None:
+                continue
+            kind, sender, payload = found
+            item = etree.SubElement(e, f"{t}item")
+            for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
+                               ("packet", base64.b64encode(payload).decode())):
+                etree.SubElement(item, f"{t}{tag}").text = value
         return self._envelope(start_response, e)
 
     def _acknowledge(self, op: etree._Element, start_response) -> Iterable[bytes]:
         t = f"{{{TNS}}}"
-        pid = (op.findtext(f"{t}packetId") or "").strip()
-        ok = self.store.acknowledge(pid, op.findtext(f"{t}outcome") or "accepted",
-                                    op.findtext(f"{t}reason"))
         e = etree.Element(f"{t}AcknowledgePacketResponse", nsmap={None: TNS})
-        etree.SubElement(e, f"{t}packetId").text = pid
-        etree.SubElement(e, f"{t}acknowledged").text = "true" if ok else "false"
+        for ack in op.findall(f"{t}ack"):
+            pid = (ack.findtext(f"{t}packetId") or "").strip()
+            ok = self.store.acknowledge(pid, ack.findtext(f"{t}outcome") or "accepted",
+                                        ack.findtext(f"{t}reason"))
+            r = etree.SubElement(e, f"{t}result")
+            etree.SubElement(r, f"{t}packetId").text = pid
+            etree.SubElement(r, f"{t}acknowledged").text = "true" if ok else "false"
         return self._envelope(start_response, e)
 
     def _deferred_elapsed(self, packet_id: str) -> bool:

@@ -34,8 +34,11 @@ def build_app(settings: Settings, faults: Faults | None = None,
         identity = load_identity(settings.path(cfg.court_key), settings.path(cfg.court_cert))
         court = CourtDesk(PacketSigner(identity), cfg.court_organisation_id,
                           settings.adapter.organisation_id)
-    return SimulatorApp(SimStore(db or settings.path(cfg.db)), PacketVerifier(anchors),
-                        SchemaRegistry.default(), faults, court)
+    store = SimStore(db or settings.path(cfg.db))
+    if court is not None and cfg.demo_judgments and not store.outbox_report():
+        for pid, data in court.judgments(cfg.demo_judgments, start=100_001):
+            store.put_outbox(pid, "judgment", court.court_id, court.recipient, data)
+    return SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court)
 
 
 def make_server(settings: Settings, app: SimulatorApp, host: str | None = None,

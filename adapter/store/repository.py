@@ -227,19 +227,27 @@ class ExchangeStore:
 
     def add_inbound(self, route: str, *, packet_id: str, kind: str, peer: str,
                     payload: bytes) -> int:
-        """Store a received packet durably before anything else happens to it."""
+        return self.add_inbound_many(route, [(packet_id, kind, peer, payload)])[packet_id]
+
+    def add_inbound_many(self, route: str,
+                         items: Sequence[tuple[str, str, str, bytes]]) -> dict[str, int]:
+        """Store received packets durably, in one transaction, before anything else
+        happens to them. Returns packet id -> exchange id (existing ones included)."""
+        if not items:
+            return {}
         now = utcnow()
         with self.engine.begin() as c:
-            res = c.execute(self._insert(EX).on_conflict_do_nothing(
-                index_elements=["packet_id"]).returning(EX.c.id), [dict(
-                    packet_id=packet_id, kind=kind, route=route, direction="in", peer=peer,
-                    source_key=packet_id, source_version=0, state=State.PENDING, attempts=0,
-                    created_at=now, updated_at=now)]).scalar()
-            if res is not None:
-                c.execute(insert(PK), [dict(packet_id=packet_id, payload=payload,
-                                            sha256=hashlib.sha256(payload).hexdigest())])
-                return res
-            return c.execute(select(EX.c.id).where(EX.c.packet_id == packet_id)).scalar_one()
+            new = set(c.execute(self._insert(EX).on_conflict_do_nothing(
+                index_elements=["packet_id"]).returning(EX.c.packet_id), [dict(
+                    packet_id=pid, kind=kind, route=route, direction="in", peer=peer,
+                    source_key=pid, source_version=0, state=State.PENDING, attempts=0,
+                    created_at=now, updated_at=now) for pid, kind, peer, _ in items]).scalars())
+            blobs = [dict(packet_id=pid, payload=data, sha256=hashlib.sha256(data).hexdigest())
+                     for pid, _, _, data in items if pid in new]
+            if blobs:
+                c.execute(insert(PK), blobs)
+            return dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
+                EX.c.packet_id.in_([i[0] for i in items]))).all())
 
     def inbound_pending(self, route: str, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Stored but not yet processed (a crash came between storing and importing)."""
@@ -251,38 +259,59 @@ class ExchangeStore:
                              .order_by(EX.c.id).limit(limit)).all()
         return [tuple(r) for r in rows]
 
-    def finish_inbound(self, exchange_id: int, *, imported: bool, error: str | None,
-                       signature: str | None, source_key: str | None = None,
-                       source_version: int | None = None, started: dt.datetime | None = None,
-                       duration_ms: int = 0) -> None:
-        target = State.DELIVERED if imported else State.FAILED
-        states.check(State.PENDING, target, "in")
+    def finish_inbound(self, exchange_id: int, **kw) -> None:
+        self.finish_inbound_many([dict(kw, exchange_id=exchange_id)])
+
+    def finish_inbound_many(self, results: Sequence[dict]) -> None:
+        """Record imports and quarantines: each dict has exchange_id, imported, error,
+        signature and optionally source_key, source_version, started, duration_ms."""
         now = utcnow()
-        values: dict = dict(state=target, updated_at=now, last_error=error, signature=signature,
-                            attempts=EX.c.attempts + 1)
-        if imported:
-            values["delivered_at"] = now
-        if source_key:
-            values.update(source_key=source_key[:80], source_version=source_version or 0)
         with self.engine.begin() as c:
-            c.execute(update(EX).where(EX.c.id == exchange_id, EX.c.state == State.PENDING)
-                      .values(**values))
-            c.execute(insert(AT), [dict(exchange_id=exchange_id, number=1,
-                                        started_at=started or now, duration_ms=duration_ms,
-                                        outcome="imported" if imported else "quarantined",
-                                        error=error, instance=self.instance)])
+            attempts = []
+            for r in results:
+                target = State.DELIVERED if r["imported"] else State.FAILED
+                states.check(State.PENDING, target, "in")
+                values: dict = dict(state=target, updated_at=now, last_error=r.get("error"),
+                                    signature=r.get("signature"), attempts=EX.c.attempts + 1)
+                if r["imported"]:
+                    values["delivered_at"] = now
+                if r.get("source_key"):
+                    values.update(source_key=r["source_key"][:80],
+                                  source_version=r.get("source_version") or 0)
+                c.execute(update(EX).where(EX.c.id == r["exchange_id"],
+                                           EX.c.state == State.PENDING).values(**values))
+                attempts.append(dict(exchange_id=r["exchange_id"], number=1,
+                                     started_at=r.get("started") or now,
+                                     duration_ms=r.get("duration_ms", 0),
+                                     outcome="imported" if r["imported"] else "quarantined",
+                                     error=r.get("error"), instance=self.instance))
+            if attempts:
+                c.execute(insert(AT), attempts)
 
     def inbound_state(self, packet_id: str) -> tuple[int, str, str | None, str | None] | None:
-        """(id, state, ack, last error) of a received packet, if we have it."""
+        return self.inbound_states([packet_id]).get(packet_id)
+
+    def inbound_states(self, packet_ids: Sequence[str]
+                       ) -> dict[str, tuple[int, str, str | None, str | None]]:
+        """packet id -> (exchange id, state, ack, last error) for those we have."""
+        if not packet_ids:
+            return {}
         with self.engine.connect() as c:
-            row = c.execute(select(EX.c.id, EX.c.state, EX.c.receipt_status, EX.c.last_error)
-                            .where(EX.c.packet_id == packet_id)).first()
-        return tuple(row) if row else None
+            rows = c.execute(select(EX.c.packet_id, EX.c.id, EX.c.state, EX.c.receipt_status,
+                                    EX.c.last_error).where(EX.c.packet_id.in_(packet_ids))).all()
+        return {r[0]: tuple(r[1:]) for r in rows}
 
     def mark_acknowledged(self, exchange_id: int, outcome: str) -> None:
+        self.mark_acknowledged_many([(exchange_id, outcome)])
+
+    def mark_acknowledged_many(self, acks: Sequence[tuple[int, str]]) -> None:
+        if not acks:
+            return
+        now = utcnow()
         with self.engine.begin() as c:
-            c.execute(update(EX).where(EX.c.id == exchange_id).values(
-                receipt_status=f"ack:{outcome}", updated_at=utcnow()))
+            for ex_id, outcome in acks:
+                c.execute(update(EX).where(EX.c.id == ex_id).values(
+                    receipt_status=f"ack:{outcome}", updated_at=now))
 
     def release_leases(self, owner: str | None = None) -> int:
         """Put `sending` exchanges back to the queue: all of them (when this process holds

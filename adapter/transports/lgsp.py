@@ -175,13 +175,26 @@ class LgspTransport:
         return [PendingPacket(i.packetId, i.kind, i.sender, int(i.size)) for i in items]
 
     def fetch(self, packet_id: str) -> FetchedPacket:
-        r = self._call(self.cfg.operations.fetch, packetId=packet_id)
-        return FetchedPacket(r.packetId, r.kind, r.sender, r.packet)
+        found = self.fetch_many([packet_id])
+        if not found:
+            raise RejectedByPeer(f"platform has no packet {packet_id}", "NOT_FOUND")
+        return found[0]
+
+    def fetch_many(self, packet_ids: list[str]) -> list[FetchedPacket]:
+        res = self._call(self.cfg.operations.fetch, packetId=packet_ids)
+        items = res if isinstance(res, list) else (getattr(res, "item", None) or [])
+        return [FetchedPacket(i.packetId, i.kind, i.sender, i.packet) for i in items]
 
     def acknowledge(self, packet_id: str, outcome: str, reason: str | None = None) -> bool:
-        r = self._call(self.cfg.operations.acknowledge, packetId=packet_id, outcome=outcome,
-                       reason=(reason or "")[:2000] or None)
-        return bool(r.acknowledged)
+        return packet_id in self.acknowledge_many([(packet_id, outcome, reason)])
+
+    def acknowledge_many(self, acks: list[tuple[str, str, str | None]]) -> set[str]:
+        """Answer for several packets; returns the ids the platform took the answer for."""
+        res = self._call(self.cfg.operations.acknowledge, ack=[
+            {"packetId": pid, "outcome": outcome, "reason": (reason or "")[:2000] or None}
+            for pid, outcome, reason in acks])
+        results = res if isinstance(res, list) else (getattr(res, "result", None) or [])
+        return {r.packetId for r in results if r.acknowledged}
 
     def close(self) -> None:
         self.session.close()

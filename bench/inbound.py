@@ -1,0 +1,151 @@
+"""Inbound throughput: judgments pulled from the simulator over SOAP (list, fetch, ack),
+verified against the peer's trust anchors, validated, mapped and imported into the
+enforcement database (SQLite), state persisted.
+
+The figure of merit is judgments imported per second as a ratio to the bare signxml verify
+rate of the same signed judgment (certificate pinned), measured in the same run. The last
+line is `inbound_ratio=<value>`.
+
+    python bench/inbound.py [--judgments 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.common import free_port  # noqa: E402
+
+
+def bare_signxml_verify_rate(data: bytes, cert_pem: bytes, seconds: float = 2.0) -> float:
+    from signxml import XMLVerifier
+
+    XMLVerifier().verify(data, x509_cert=cert_pem.decode(), expect_references=1)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for _ in range(20):
+            XMLVerifier().verify(data, x509_cert=cert_pem.decode(), expect_references=1)
+        n += 20
+    return n / (time.perf_counter() - t0)
+
+
+def write_config(d: Path, pki: Path, port: int, judgments: int) -> Path:
+    cfg = d / "config" / "adapter.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f"""
+[adapter]
+organisation_id = "000.00.00.G15"
+data_dir = "{d}/var"
+state_db = "sqlite:///{d}/var/state.db"
+[source]
+url = "sqlite:///{d}/var/enforcement.db"
+[signing]
+key = "{pki}/adapter.key"
+cert = "{pki}/adapter.crt"
+trust_anchors = ["{pki}/ca.crt"]
+[lgsp]
+wsdl = "{ROOT}/schemas/wsdl/lgsp.wsdl"
+endpoint = "http://127.0.0.1:{port}/lgsp"
+[simulator]
+port = {port}
+db = "{d}/var/simulator.db"
+trust_anchors = ["{pki}/ca.crt"]
+court_key = "{pki}/court.key"
+court_cert = "{pki}/court.crt"
+demo_judgments = {judgments}
+[service]
+sign_workers = 0
+[[routes]]
+name = "judgments"
+kind = "judgment"
+direction = "in"
+batch_size = 200
+[[peers]]
+name = "courts"
+organisation_ids = ["000.00.00.T01"]
+trust_anchors = ["{pki}/ca.crt"]
+""", encoding="utf-8")
+    return cfg
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--judgments", type=int, default=1000)
+    args = ap.parse_args()
+
+    from adapter.config import load_settings
+    from adapter.crypto.devpki import create_dev_pki
+    from adapter.engine.context import Context
+    from adapter.engine.inbound import InboundEngine
+    from adapter.sim.server import start_child
+
+    with tempfile.TemporaryDirectory(prefix="bench-inbound-") as tmp:
+        d = Path(tmp)
+        create_dev_pki(d / "pki")
+        port = free_port()
+        cfg = write_config(d, d / "pki", port, args.judgments)
+        s = load_settings(cfg)
+        t0 = time.perf_counter()
+        sim = start_child(s, config_file=str(cfg), log=d / "sim.log", timeout=300)
+        print(f"simulator holds {args.judgments} signed judgments "
+              f"({time.perf_counter() - t0:.1f}s to build and sign)")
+        try:
+            base = f"http://127.0.0.1:{port}"
+            first = requests.get(base + "/outbox", timeout=30).json()[0]["packet_id"]
+            sample = sim_payload(s, first)
+            ref = bare_signxml_verify_rate(sample, (d / "pki" / "court.crt").read_bytes())
+            print(f"reference: bare signxml verify of one judgment ({len(sample)} bytes), "
+                  f"certificate pinned = {ref:.0f}/s")
+            ctx = Context(s)
+            ctx.store.create_schema()
+            engine = InboundEngine(ctx)
+            route = s.route("judgments")
+            engine.importer  # noqa: B018 - create the enforcement schema before timing
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            t0 = time.perf_counter()
+            imported = quarantined = 0
+            while True:
+                st = engine.pull(route)
+                imported += st.imported
+                quarantined += st.quarantined
+                if not st.received and not st.acknowledged:
+                    break
+            elapsed = time.perf_counter() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            ctx.close()
+        finally:
+            sim.terminate()
+            sim.wait(10)
+        rate = imported / elapsed
+        cpu = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) / max(imported, 1)
+        print(f"imported {imported}/{args.judgments} judgments ({quarantined} quarantined) in "
+              f"{elapsed:.2f}s: {rate:.1f}/s; adapter cpu {cpu * 1000:.2f} ms per judgment "
+              f"(cpus {os.cpu_count()})")
+        if imported != args.judgments:
+            print("ERROR: not every judgment was imported", file=sys.stderr)
+            return 1
+        print(f"inbound_ratio={rate / ref:.3f}")
+    return 0
+
+
+def sim_payload(settings, packet_id: str) -> bytes:
+    from adapter.transports.lgsp import LgspTransport
+    t = LgspTransport(settings.lgsp, settings.path)
+    try:
+        return t.fetch(packet_id).payload
+    finally:
+        t.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
