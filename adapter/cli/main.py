@@ -32,7 +32,7 @@ def _setup_logging(level: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from adapter.cli import certs, exchanges, packets, running
+    from adapter.cli import certs, edxml, exchanges, packets, running
 
     p = argparse.ArgumentParser(prog="thads-adapter",
                                 description="THADS exchange adapter (LGSP SOAP, document axis)")
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     exchanges.register(sub)
     packets.register(sub)
     certs.register(sub)
+    edxml.register(sub)
     return p
 
 

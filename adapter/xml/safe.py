@@ -40,6 +40,11 @@ def parse_untrusted(data: bytes, *, name: str = "<input>",
         raise UnsafeXmlError(f"{len(data)} bytes exceed the limit of {max_bytes}", packet=name)
     if not data.strip():
         raise UnsafeXmlError("empty document", packet=name)
+    start = bytes(data[:1024]).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not start.startswith(b"<"):
+        junk = start.split(b"<", 1)[0][:20]
+        raise UnsafeXmlError(f"{len(junk)} stray bytes {junk!r} before the XML declaration",
+                             packet=name, where="line 1")
     try:
         tree = etree.fromstring(bytes(data), _parser()).getroottree()
     except etree.XMLSyntaxError as exc:

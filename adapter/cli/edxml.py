@@ -1,0 +1,98 @@
+"""edxml inspect FILE: what an edXML packet is, whether it is valid, what its signature is."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapter.cli.common import print_field, print_json, settings_of
+from adapter.errors import ConfigError, PacketError
+from adapter.privacy import mask_ids
+
+
+def register(sub) -> None:
+    p = sub.add_parser("edxml", help="edXML (QCVN 102:2016) tools")
+    ps = p.add_subparsers(dest="edxml_command", required=True, metavar="ACTION")
+    i = ps.add_parser("inspect", help="summary, validation and signature outcome")
+    i.add_argument("file")
+    i.add_argument("--tolerant", action="store_true",
+                   help="accept malformed organisation ids (with a warning)")
+    i.add_argument("--profile", choices=["default", "legacy"], default="default",
+                   help="signature algorithms accepted (legacy adds RSA-SHA1)")
+    i.add_argument("--ca", action="append", help="trust anchor PEM (default: configured ones)")
+    i.add_argument("--policy", choices=["reject", "flag"], default="reject",
+                   help="what a signature that is not valid leads to (default: reject)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(handler=cmd_inspect)
+
+
+def _anchors(args) -> list:
+    from adapter.crypto.keys import load_certificates
+
+    if args.ca:
+        return [c for a in args.ca for c in load_certificates(Path(a))]
+    try:
+        s = settings_of(args)
+    except ConfigError:
+        return []
+    return [c for a in s.signing.trust_anchors for c in load_certificates(s.path(a))]
+
+
+def cmd_inspect(args) -> int:
+    from adapter.edxml import parse_edxml, verify_edxml_signature
+    from adapter.xml.safe import parse_untrusted
+
+    data = Path(args.file).read_bytes()
+    try:
+        root = parse_untrusted(data, name=args.file)
+        anchors = _anchors(args)
+        sig = verify_edxml_signature(root, anchors, profile=args.profile) if anchors else None
+        parsed = parse_edxml(data, name=args.file, tolerant_ids=args.tolerant, signature=sig)
+    except PacketError as exc:
+        if args.json:
+            print_json({"file": args.file, "accepted": False, "reason": str(exc)})
+        else:
+            print_field("file", args.file)
+            print_field("outcome", f"REJECTED: {exc}")
+        return 1
+    p, s = parsed.packet, parsed.signature
+    accepted, verdict = parsed.verdict(args.policy)
+    summary = {"file": args.file, "accepted": accepted, "verdict": verdict, "kind": parsed.kind,
+               "from": p.sender.organ_id, "signature": s.outcome,
+               "signature_detail": s.detail, "signature_algorithm": s.algorithm,
+               "signature_in_dsig_namespace": s.in_dsig_namespace, "signer": s.signer,
+               "warnings": parsed.warnings}
+    if parsed.kind == "status":
+        summary.update(status=p.status_code, meaning=p.meaning,
+                       document=p.response_for.document_id, timestamp=p.timestamp)
+    else:
+        summary.update(document=p.document_id, code=f"{p.code_number}/{p.code_notation}",
+                       to=[t.organ_id for t in p.recipients], subject=p.subject,
+                       business=p.business.doc_type if p.business else None,
+                       attachments=[{"name": a.name, "declared": a.declared_type,
+                                     "detected": a.detected_type, "bytes": len(a.data)}
+                                    for a in p.attachments])
+    if args.json:
+        print_json(summary)
+        return 0 if accepted else 1
+    print_field("file", args.file)
+    print_field("structure", f"valid {parsed.kind} (QCVN 102:2016 schema and rules)")
+    print_field("from", f"{p.sender.organ_id} {p.sender.name}")
+    if parsed.kind == "status":
+        print_field("status", f"{p.status_code} ({p.meaning})")
+        print_field("document", p.response_for.document_id)
+        print_field("time", p.timestamp)
+    else:
+        print_field("document", p.document_id)
+        print_field("to", ", ".join(t.organ_id for t in p.recipients))
+        print_field("subject", mask_ids(p.subject))
+        for a in p.attachments:
+            print_field("attachment", f"{a.name}: {len(a.data)} bytes, declared "
+                        f"{a.declared_type or '-'}, content {a.detected_type}")
+    where = "" if s.in_dsig_namespace else " (Signature outside the XML-DSig namespace)"
+    print_field("signature", f"{s.outcome}{where}{': ' + s.detail if s.detail else ''}")
+    if s.signer:
+        print_field("signer", s.signer)
+    for w in parsed.warnings:
+        print_field("warning", w)
+    print_field("outcome", verdict)
+    return 0 if accepted else 1

@@ -1,0 +1,9 @@
+"""edXML (QCVN 102:2016): documents and status packets of the national document axis."""
+
+from adapter.edxml.build import build_document, build_status, sign_edxml
+from adapter.edxml.model import ParsedEdxml
+from adapter.edxml.parse import EdxmlError, parse_edxml
+from adapter.edxml.signature import verify_edxml_signature
+
+__all__ = ["EdxmlError", "ParsedEdxml", "build_document", "build_status", "parse_edxml",
+           "sign_edxml", "verify_edxml_signature"]

@@ -1,0 +1,254 @@
+"""Read an edXML packet: safe parse, schema, then the rules the schema cannot say.
+
+Every rejection names the element and its line. What real packets get wrong but can be
+lived with (malformed organisation ids when tolerated, a manifest that calls a ZIP a PDF,
+an empty ResponseFor) becomes a warning on the result instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from functools import cache
+from pathlib import Path
+
+from lxml import etree
+
+from adapter.edxml.model import (
+    EDXML_NS,
+    Attachment,
+    Business,
+    EdocDocument,
+    Organization,
+    ParsedEdxml,
+    ResponseFor,
+    SignatureOutcome,
+    StatusPacket,
+)
+from adapter.errors import PacketError
+from adapter.xml.safe import parse_untrusted
+from adapter.xml.schema import SCHEMA_DIR, SchemaRegistry
+
+E = f"{{{EDXML_NS}}}"
+STRICT_ORGAN_ID = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
+_ORG_FIELDS = {"OrganId": "organ_id", "OrganName": "name", "OrganizationInCharge": "in_charge",
+               "OrganAdd": "address", "Email": "email", "Telephone": "telephone", "Fax": "fax",
+               "Website": "website"}
+
+
+class EdxmlError(PacketError):
+    """The packet breaks a rule of QCVN 102:2016 that the adapter enforces."""
+
+
+@cache
+def edxml_schema() -> SchemaRegistry:
+    return SchemaRegistry([Path(SCHEMA_DIR) / "edxml" / "edxml.xsd"])
+
+
+def detect_type(data: bytes) -> str:
+    """What the bytes are, whatever the manifest says."""
+    if data.startswith(b"%PDF-"):
+        return "application/pdf"
+    if data.startswith(b"PK\x03\x04") or data.startswith(b"PK\x05\x06"):
+        return "application/zip"
+    if data.startswith(b"\xd0\xcf\x11\xe0"):
+        return "application/msword"
+    return "application/octet-stream"
+
+
+class _Reader:
+    def __init__(self, name: str, tolerant_ids: bool) -> None:
+        self.name, self.tolerant_ids = name, tolerant_ids
+        self.warnings: list[str] = []
+
+    def fail(self, el: etree._Element | None, reason: str) -> EdxmlError:
+        where = None
+        if el is not None:
+            where = f"element {etree.QName(el).localname} (line {el.sourceline})"
+        return EdxmlError(reason, packet=self.name, where=where)
+
+    @staticmethod
+    def text(el: etree._Element | None, tag: str) -> str:
+        if el is None:
+            return ""
+        return (el.findtext(E + tag) or "").strip()
+
+    def organ_id(self, el: etree._Element, value: str) -> str:
+        if not STRICT_ORGAN_ID.fullmatch(value):
+            msg = f"organisation id {value!r} is not of the form NNN.NN.NN.XNN"
+            if not self.tolerant_ids:
+                raise self.fail(el, msg)
+            self.warnings.append(f"line {el.sourceline}: {msg} (tolerated)")
+        return value
+
+    def organization(self, el: etree._Element) -> Organization:
+        values = {attr: self.text(el, tag) for tag, attr in _ORG_FIELDS.items()}
+        if not values["organ_id"]:
+            raise self.fail(el, "OrganId is required")
+        self.organ_id(el.find(E + "OrganId"), values["organ_id"])
+        return Organization(**values)
+
+    def date(self, el: etree._Element | None, value: str, what: str, *,
+             not_future: bool = False) -> str:
+        try:
+            d = dt.datetime.strptime(value, "%Y/%m/%d").date()
+        except ValueError:
+            raise self.fail(el, f"{what} {value!r} is not a date (yyyy/MM/dd)") from None
+        if not_future and d > dt.date.today():
+            raise self.fail(el, f"{what} {value} lies in the future")
+        return value
+
+
+def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = False,
+                signature: SignatureOutcome | None = None) -> ParsedEdxml:
+    """Parse and check one edXML packet. `signature` is the verification outcome, when the
+    caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked."""
+    root = parse_untrusted(data, name=name)
+    if root.tag != E + "edXML":
+        raise EdxmlError(f"root element is <{root.tag}>, not edXML in {EDXML_NS}",
+                         packet=name, where="line 1")
+    edxml_schema().check(root, packet=name)
+    r = _Reader(name, tolerant_ids)
+    header = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader")
+    mh = header.find(E + "MessageHeader")
+    froms = mh.findall(E + "From")
+    if len(froms) != 1:
+        raise r.fail(mh, f"exactly one From is required, found {len(froms)}")
+    sender = r.organization(froms[0])
+    sig = signature or SignatureOutcome("not checked")
+    if mh.find(E + "StatusCode") is not None:
+        packet = _status(r, mh, sender)
+        return ParsedEdxml("status", packet, sig, r.warnings)
+    packet = _document(r, root, header, mh, sender)
+    return ParsedEdxml("edoc", packet, sig, r.warnings)
+
+
+def _response_for(r: _Reader, el: etree._Element) -> ResponseFor | None:
+    values = [r.text(el, t) for t in ("OrganId", "Code", "PromulgationDate", "DocumentId")]
+    if not any(values):
+        r.warnings.append(f"line {el.sourceline}: empty ResponseFor ignored")
+        return None
+    organ, code, date, doc_id = values
+    if not doc_id:
+        raise r.fail(el, "ResponseFor needs a DocumentId")
+    if organ:
+        r.organ_id(el.find(E + "OrganId"), organ)
+    if date:
+        r.date(el.find(E + "PromulgationDate"), date, "ResponseFor PromulgationDate")
+    return ResponseFor(organ, code, date, doc_id)
+
+
+def _status(r: _Reader, mh: etree._Element, sender: Organization) -> StatusPacket:
+    rf = [x for x in (_response_for(r, e) for e in mh.findall(E + "ResponseFor")) if x]
+    if len(rf) != 1:
+        raise r.fail(mh, "a status packet names exactly one document in ResponseFor")
+    ts = r.text(mh, "Timestamp")
+    if not ts:
+        raise r.fail(mh, "a status packet needs a Timestamp")
+    try:
+        dt.datetime.strptime(ts, "%Y/%m/%d %H:%M:%S")
+    except ValueError:
+        raise r.fail(mh.find(E + "Timestamp"), f"Timestamp {ts!r} is not a time") from None
+    staff_el = mh.find(E + "StaffInfo")
+    staff = {etree.QName(c).localname: (c.text or "").strip()
+             for c in (staff_el if staff_el is not None else []) if isinstance(c.tag, str)}
+    return StatusPacket(sender, rf[0], r.text(mh, "StatusCode"), r.text(mh, "Description"), ts,
+                        staff)
+
+
+def _document(r: _Reader, root, header, mh, sender: Organization) -> EdocDocument:
+    tos = [r.organization(t) for t in mh.findall(E + "To")]
+    if not tos:
+        raise r.fail(mh, "at least one To is required")
+    ids = [t.organ_id for t in tos]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise r.fail(mh, f"recipient {dupes[0]} appears more than once in To")
+    for t, el in zip(tos, mh.findall(E + "To"), strict=True):
+        if not t.name or not t.address:
+            raise r.fail(el, f"recipient {t.organ_id} needs OrganName and OrganAdd")
+    if not sender.name:
+        raise r.fail(mh.find(E + "From"), "From needs an OrganName")
+    doc_id = r.text(mh, "DocumentId")
+    if not doc_id:
+        raise r.fail(mh, "DocumentId is required")
+    code = mh.find(E + "Code")
+    number, notation = r.text(code, "CodeNumber"), r.text(code, "CodeNotation")
+    if code is None or not number or not notation:
+        raise r.fail(code if code is not None else mh, "Code needs CodeNumber and CodeNotation")
+    prom = mh.find(E + "PromulgationInfo")
+    if prom is None:
+        raise r.fail(mh, "PromulgationInfo is required")
+    prom_date = r.date(prom.find(E + "PromulgationDate"), r.text(prom, "PromulgationDate"),
+                       "PromulgationDate", not_future=True)
+    dtype = mh.find(E + "DocumentType")
+    if dtype is None or not r.text(dtype, "Type") or not r.text(dtype, "TypeName"):
+        raise r.fail(dtype if dtype is not None else mh, "DocumentType needs Type and TypeName")
+    if r.text(dtype, "Type") not in ("1", "2"):
+        r.warnings.append(f"line {dtype.sourceline}: DocumentType/Type "
+                          f"{r.text(dtype, 'Type')!r} is neither 1 nor 2")
+    subject, content = r.text(mh, "Subject"), r.text(mh, "Content")
+    if not subject or not content:
+        raise r.fail(mh, "Subject and Content are required")
+    expected_prefix = f"{sender.organ_id},"
+    if not doc_id.startswith(expected_prefix):
+        r.warnings.append(f"DocumentId {doc_id!r} does not follow "
+                          "{sender OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}")
+    trace_list = header.find(E + "TraceHeaderList")
+    trace = []
+    for th in (trace_list.findall(E + "TraceHeader") if trace_list is not None else []):
+        trace.append((r.organ_id(th.find(E + "OrganId"), r.text(th, "OrganId")),
+                      r.text(th, "Timestamp")))
+    if not trace:
+        raise r.fail(header, "at least one TraceHeader is required")
+    business = None
+    bus = trace_list.find(E + "Bussiness")
+    if bus is not None:
+        business = Business(r.text(bus, "BussinessDocType"), r.text(bus, "DocumentId"),
+                            r.text(bus, "BussinessDocReason"))
+    signer = mh.find(E + "SignerInfo")
+    other = mh.find(E + "OtherInfo")
+    due = r.text(mh, "DueDate")
+    if due:
+        r.date(mh.find(E + "DueDate"), due, "DueDate")
+    places = mh.find(E + "ToPlaces")
+    return EdocDocument(
+        sender=sender, recipients=tos, document_id=doc_id, code_number=number,
+        code_notation=notation, place=r.text(prom, "Place"), promulgation_date=prom_date,
+        doc_type=r.text(dtype, "Type"), type_detail=r.text(dtype, "TypeDetail"),
+        type_name=r.text(dtype, "TypeName"), subject=subject, content=content,
+        signer_competence=r.text(signer, "Competence"), signer_position=r.text(signer, "Position"),
+        signer_name=r.text(signer, "FullName"), due_date=due,
+        priority=r.text(other, "Priority"), steering_type=r.text(mh, "SteeringType"),
+        response_for=[x for x in (_response_for(r, e) for e in mh.findall(E + "ResponseFor"))
+                      if x],
+        to_places=[(p.text or "").strip() for p in (places if places is not None else [])
+                   if isinstance(p.tag, str)],
+        trace=trace, business=business, attachments=_attachments(r, root))
+
+
+def _attachments(r: _Reader, root) -> list[Attachment]:
+    manifest = {r.text(ref, "ContentId"): ref for ref in root.iterfind(
+        f"{E}edXMLEnvelope/{E}edXMLBody/{E}edXMLManifest/{E}Reference")}
+    out = []
+    for att in root.iterfind(f"{E}AttachmentEncoded/{E}Attachment"):
+        cid = r.text(att, "ContentId")
+        encoded = att.find(E + "ContentTransferEncoded")
+        try:
+            data = base64.b64decode("".join((encoded.text or "").split()), validate=True)
+        except (binascii.Error, ValueError, AttributeError):
+            raise r.fail(encoded if encoded is not None else att,
+                         f"attachment {cid or '?'} is not base64") from None
+        declared = r.text(att, "ContentType") or r.text(manifest.get(cid), "ContentType")
+        detected = detect_type(data)
+        if declared and declared != detected:
+            r.warnings.append(f"attachment {cid}: declared {declared}, content is {detected}")
+        out.append(Attachment(cid, r.text(att, "AttachmentName"), r.text(att, "Description"),
+                              declared, data, detected))
+    missing = sorted(set(manifest) - {a.content_id for a in out})
+    if missing:
+        raise r.fail(root.find(f"{E}edXMLEnvelope/{E}edXMLBody/{E}edXMLManifest"),
+                     f"manifest names attachment {missing[0]} that the packet does not carry")
+    return out
