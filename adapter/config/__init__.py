@@ -104,6 +104,25 @@ class LgspSection(_Section):
     operations: OperationMap = OperationMap()
 
 
+class AxisSection(_Section):
+    """The national document axis (REST + HMAC-signed headers)."""
+
+    endpoint: str = "http://127.0.0.1:8741/axis"
+    #: our system id on the axis, and where its shared secret is kept (file or variable).
+    system_id: str = "thads-dev"
+    secret_file: str | None = "certs/dev/axis.secret"
+    secret_env: str | None = None
+    connect_timeout: float = Field(5.0, gt=0, le=300)
+    operation_timeout: float = Field(60.0, gt=0, le=3600)
+    ca_file: str | None = None
+
+
+class AxisClient(_Section):
+    system_id: str
+    organisation_id: OrgId
+    secret_file: str
+
+
 class RetrySection(_Section):
     max_attempts: int = Field(12, ge=1, le=1000)
     base_delay_seconds: float = Field(5.0, gt=0)
@@ -177,6 +196,10 @@ class SimulatorSection(_Section):
     court_organisation_id: OrgId = "000.00.00.T01"
     #: judgments the simulator holds for the adapter when it starts with an empty outbox.
     demo_judgments: int = Field(0, ge=0, le=100_000)
+    #: systems the simulated axis knows: id, organisation, shared secret.
+    axis_clients: list[AxisClient] = []
+    #: how far a request's timestamp may be from the axis's clock.
+    axis_max_skew_seconds: float = Field(300.0, gt=0)
 
 
 class ServiceSection(_Section):
@@ -192,6 +215,7 @@ class Settings(_Section):
     source: SourceSection = SourceSection()
     signing: SigningSection = SigningSection()
     lgsp: LgspSection = LgspSection()
+    axis: AxisSection = AxisSection()
     retry: RetrySection = RetrySection()
     routes: list[RouteSection] = []
     peers: list[PeerSection] = []

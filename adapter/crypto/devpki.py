@@ -101,7 +101,8 @@ def create_dev_pki(directory: Path, *, force: bool = False, days: int = 825) -> 
     `force`, so running it twice is harmless. Returns the files written."""
     directory.mkdir(parents=True, exist_ok=True)
     pki = DevPki(directory)
-    if pki.ca_cert.exists() and all(pki.cert(s).exists() for s in MEMBERS) and not force:
+    if pki.ca_cert.exists() and all(pki.cert(s).exists() for s in MEMBERS) and \
+            (directory / "axis.secret").exists() and not force:
         return []
     now = dt.datetime.now(dt.UTC)
     written: list[Path] = []
@@ -124,6 +125,13 @@ def create_dev_pki(directory: Path, *, force: bool = False, days: int = 825) -> 
         _write_key(pki.key(stem), key)
         _write_cert(pki.cert(stem), cert)
         written += [pki.key(stem), pki.cert(stem)]
+    # The shared secret of the development axis client (HMAC of the request headers).
+    secret = directory / "axis.secret"
+    if not secret.exists() or force:
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        written.append(secret)
     # An untrusted CA and signer, so tests and demos can show a refusal.
     rogue = directory / "untrusted"
     if not (rogue / "signer.crt").exists() or force:

@@ -28,6 +28,7 @@ from lxml import etree
 from adapter.crypto.verify import PacketVerifier
 from adapter.errors import PacketError, SchemaInvalidError, SignatureError, UnsafeXmlError
 from adapter.mapping.vntext import words_match_amount
+from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
 from adapter.sim.store import SimStore, Stored
 from adapter.xml.safe import parse_untrusted
@@ -75,8 +76,10 @@ class Faults:
 
 class SimulatorApp:
     def __init__(self, store: SimStore, verifier: PacketVerifier, schemas: SchemaRegistry,
-                 faults: Faults | None = None, court: CourtDesk | None = None) -> None:
+                 faults: Faults | None = None, court: CourtDesk | None = None,
+                 axis: AxisDesk | None = None) -> None:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
+        self.axis = axis
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
@@ -100,6 +103,13 @@ class SimulatorApp:
             return self._json(start_response, dataclasses.asdict(self.faults))
         if path == "/lgsp" and method == "POST":
             return self._soap(environ, start_response)
+        if path.startswith("/axis/") and method == "POST" and self.axis is not None:
+            try:
+                body = self._body(environ)
+            except UnsafeXmlError as exc:
+                return self._json(start_response, {"status": "FAIL", "ErrorDesc": str(exc)},
+                                  "413")
+            return self.axis(path[len("/axis"):], environ, body, start_response)
         if path.startswith("/outbox"):
             return self._outbox(path, method, environ, start_response)
         if path == "/lgsp" and method == "GET":

@@ -20,6 +20,7 @@ from adapter.crypto.keys import load_certificates, load_identity
 from adapter.crypto.sign import PacketSigner
 from adapter.crypto.verify import PacketVerifier
 from adapter.sim.app import Faults, SimulatorApp
+from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
 from adapter.sim.store import SimStore
 from adapter.xml.schema import SchemaRegistry
@@ -38,7 +39,12 @@ def build_app(settings: Settings, faults: Faults | None = None,
     if court is not None and cfg.demo_judgments and not store.outbox_report():
         for pid, data in court.judgments(cfg.demo_judgments, start=100_001):
             store.put_outbox(pid, "judgment", court.court_id, court.recipient, data)
-    return SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court)
+    clients = {c.system_id: (c.organisation_id,
+                             settings.path(c.secret_file).read_text().strip().encode())
+               for c in cfg.axis_clients if settings.path(c.secret_file).exists()}
+    axis = AxisDesk(store.path, clients, cfg.axis_max_skew_seconds)
+    return SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
+                        axis)
 
 
 def make_server(settings: Settings, app: SimulatorApp, host: str | None = None,
