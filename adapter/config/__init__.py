@@ -38,6 +38,7 @@ class AdapterSection(_Section):
     #: QCVN 102:2016 organisation id of the agency this adapter speaks for.
     organisation_id: OrgId
     organisation_name: str = "Cục Quản lý thi hành án dân sự"
+    organisation_address: str = "58-60 Trần Phú, Ba Đình, Hà Nội"
     #: where the adapter keeps files it owns (databases of the demo, blobs).
     data_dir: str = "var"
     #: SQLAlchemy URL of the adapter's own state database.
@@ -134,12 +135,15 @@ class RetrySection(_Section):
 
 class RouteSection(_Section):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    #: outbound: case, receipt; inbound: judgment.
-    kind: Literal["case", "receipt", "judgment"]
+    #: outbound: case, receipt (lgsp), edoc, status (axis); inbound: judgment (lgsp),
+    #: edoc (axis: documents and the status packets answering ours).
+    kind: Literal["case", "receipt", "judgment", "edoc", "status"]
     direction: Literal["out", "in"] = "out"
-    channel: Literal["lgsp"] = "lgsp"
+    channel: Literal["lgsp", "axis"] = "lgsp"
     #: QCVN 102 id of the receiving agency written into each packet (outbound routes).
     recipient: OrgId | None = None
+    #: edoc routes: every agency the documents go to.
+    recipients: list[OrgId] = []
     interval_seconds: float = Field(30.0, gt=0)
     enabled: bool = True
     #: packets claimed and sent (or listed and fetched) per round.
@@ -147,14 +151,17 @@ class RouteSection(_Section):
 
     @model_validator(mode="after")
     def _direction_fits_kind(self) -> RouteSection:
-        if self.direction == "out" and self.kind not in ("case", "receipt"):
-            raise ValueError(f"kind {self.kind!r} cannot be sent: outbound routes carry "
-                             "case or receipt")
-        if self.direction == "in" and self.kind != "judgment":
-            raise ValueError(f"kind {self.kind!r} is not received: inbound routes carry "
-                             "judgment")
-        if self.direction == "out" and self.recipient is None:
+        allowed = {("out", "lgsp"): ("case", "receipt"), ("out", "axis"): ("edoc", "status"),
+                   ("in", "lgsp"): ("judgment",), ("in", "axis"): ("edoc",)}
+        kinds = allowed[(self.direction, self.channel)]
+        if self.kind not in kinds:
+            what = "sent" if self.direction == "out" else "received"
+            raise ValueError(f"kind {self.kind!r} cannot be {what} over {self.channel}: "
+                             f"such routes carry {' or '.join(kinds)}")
+        if (self.direction, self.channel) == ("out", "lgsp") and self.recipient is None:
             raise ValueError("outbound routes need a recipient")
+        if (self.kind, self.direction) == ("edoc", "out") and not self.recipients:
+            raise ValueError("edoc routes need recipients")
         return self
 
 
@@ -169,6 +176,13 @@ class PeerSection(_Section):
     #: reject: quarantine packets whose signature is not valid and trusted;
     #: flag: import them anyway and record the outcome for the auditor.
     signature_policy: Literal["reject", "flag"] = "reject"
+    #: edXML signatures: default (RSA-SHA256, exclusive c14n) or legacy (adds RSA-SHA1 and
+    #: inclusive c14n), both for what we accept from this peer and what we send it.
+    signature_profile: Literal["default", "legacy"] = "default"
+    #: postal address written in edXML To/From for this agency.
+    address: str = ""
+    #: accept malformed organisation ids (28.22.H17) from this peer, with a warning.
+    tolerant_org_ids: bool = False
 
 
 class InboundSection(_Section):

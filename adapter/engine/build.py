@@ -12,8 +12,20 @@ import os
 from adapter.config import Settings, load_settings
 from adapter.crypto.keys import load_identity
 from adapter.crypto.sign import PacketSigner
+from adapter.edxml.build import build_document, build_status, sign_edxml
+from adapter.edxml.model import (
+    STATUS_CODES,
+    Attachment,
+    Business,
+    EdocDocument,
+    Organization,
+    ResponseFor,
+    StatusPacket,
+)
+from adapter.edxml.parse import edxml_schema
 from adapter.errors import PacketError
 from adapter.mapping import MappingSet, PacketHeader, packet_id
+from adapter.mapping.transforms import FIELD_TYPES, VN_TZ, FieldValueError
 from adapter.sources.changes import SourceRecord
 from adapter.store.repository import NewExchange
 from adapter.xml.safe import serialize
@@ -32,13 +44,17 @@ class PacketBuilder:
         identity = load_identity(settings.path(key), settings.path(cert),
                                  [settings.path(p) for p in s.chain], passphrase or None)
         self.signer = PacketSigner(identity, s.algorithm)
+        self.identity = identity
         self.mappings = MappingSet()
         self.schemas = SchemaRegistry.default()
         self.sender = settings.adapter.organisation_id
+        self.edxml = EdxmlBuilder(settings, identity)
 
     def build(self, record: SourceRecord, recipient: str,
               now: dt.datetime | None = None) -> NewExchange:
         """The signed packet, or the reason it cannot be one (the batch goes on)."""
+        if record.kind in ("edoc", "status"):
+            return self.edxml.build(record, now)
         pid = packet_id(record.kind, record.key, record.version)
         header = PacketHeader(pid, record.key, record.version, self.sender, recipient,
                               now or dt.datetime.now(dt.UTC))
@@ -51,6 +67,102 @@ class PacketBuilder:
         except PacketError as exc:
             return NewExchange(**base, error=str(exc))
         return NewExchange(**base, payload=payload)
+
+
+def identity_of(record: SourceRecord) -> tuple[str, int]:
+    """(key, version) that name a record's packet. A status packet is one per document and
+    status code, so the same progress is never reported twice."""
+    if record.kind == "status":
+        return record.key, int(record.data["progress"])
+    return record.key, record.version
+
+
+class EdxmlBuilder:
+    """Enforcement decisions as edXML documents; office progress as edXML status packets."""
+
+    def __init__(self, settings: Settings, identity) -> None:
+        self.settings, self.identity = settings, identity
+        a = settings.adapter
+        self.us = Organization(a.organisation_id, a.organisation_name, a.organisation_name,
+                               a.organisation_address)
+
+    def organization(self, organ_id: str) -> Organization:
+        peer = self.settings.peer_of(organ_id)
+        return Organization(organ_id, peer.name if peer else organ_id,
+                            address=(peer.address if peer and peer.address else "(chưa khai báo)"))
+
+    def profile_for(self, organ_ids: list[str]) -> str:
+        peers = [self.settings.peer_of(o) for o in organ_ids]
+        return "legacy" if any(p and p.signature_profile == "legacy" for p in peers) else \
+            "default"
+
+    def build(self, record: SourceRecord, now: dt.datetime | None = None) -> NewExchange:
+        key, version = identity_of(record)
+        pid = packet_id(record.kind, key, version)
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(VN_TZ)
+        try:
+            if record.kind == "edoc":
+                recipients = self._recipients(record)
+                doc = self.document(record.data, recipients, now, record.version)
+                root = build_document(doc)
+                document_id, peer = doc.document_id, ",".join(recipients)[:40]
+                profile = self.profile_for(recipients)
+            else:
+                st = self.status(record.data, now)
+                root = build_status(st)
+                document_id, peer = st.response_for.document_id, st.response_for.organ_id
+                profile = self.profile_for([peer])
+            edxml_schema().check(root, packet=f"{record.kind} {key}")
+            payload = serialize(sign_edxml(root, self.identity, profile=profile))
+        except (PacketError, FieldValueError, KeyError, ValueError) as exc:
+            return NewExchange(pid, record.kind, key[:80], version, None,
+                               error=f"packet {record.kind} {key}: {exc}")
+        return NewExchange(pid, record.kind, key[:80], version, peer, payload=payload,
+                           document_id=document_id)
+
+    def _recipients(self, record: SourceRecord) -> list[str]:
+        route = next((r for r in self.settings.routes
+                      if r.kind == "edoc" and r.direction == "out"), None)
+        if route is None:
+            raise ValueError("no outbound edoc route with recipients is configured")
+        return list(route.recipients)
+
+    def document(self, d: dict, recipients: list[str], now: dt.datetime,
+                 version: int) -> EdocDocument:
+        date = d["decision_date"].strftime("%Y/%m/%d")
+        number, notation = str(d["code_number"]), str(d["code_notation"])
+        document_id = f"{self.us.organ_id},{date},{number}/{notation}"
+        data = d.get("document") or b""
+        if not data:
+            raise ValueError("field document: the decision has no PDF")
+        return EdocDocument(
+            sender=self.us, recipients=[self.organization(o) for o in recipients],
+            document_id=document_id, code_number=number, code_notation=notation,
+            place=d.get("place") or "", promulgation_date=date, doc_type="1", type_detail="",
+            type_name=d.get("type_name") or "Quyết định", subject=_text(d["subject"]),
+            content=_text(d.get("content") or d["subject"]),
+            signer_competence=d.get("signer_competence") or "",
+            signer_position=d.get("signer_position") or "",
+            signer_name=_text(d["signer_name"]), due_date="", priority="0", steering_type="",
+            trace=[(self.us.organ_id, now.strftime("%Y/%m/%d %H:%M:%S"))],
+            business=Business("0" if version == 1 else "2",
+                              document_id if version > 1 else ""),
+            attachments=[Attachment(f"cid:{d['decision_code']}", d.get("document_name")
+                                    or "quyet-dinh.pdf", _text(d["subject"]), "", data, "")])
+
+    def status(self, d: dict, now: dt.datetime) -> StatusPacket:
+        return StatusPacket(
+            sender=self.us,
+            response_for=ResponseFor(d["sender"], d.get("code") or "",
+                                     d.get("promulgation_date") or "", d["document_id"]),
+            status_code=d["progress"], description=_text(
+                d.get("progress_note") or STATUS_CODES.get(d["progress"], d["progress"])),
+            timestamp=now.strftime("%Y/%m/%d %H:%M:%S"),
+            staff={"Department": "Văn thư"})
+
+
+def _text(v) -> str:
+    return FIELD_TYPES["text"].to_xml(v)
 
 
 _worker: PacketBuilder | None = None

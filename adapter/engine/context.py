@@ -29,6 +29,7 @@ class Context:
         self.store = ExchangeStore(self.state_engine, instance=self.instance)
         self.stopping = threading.Event()
         self._transport = transport
+        self._axis = None
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         r = settings.retry
@@ -48,6 +49,16 @@ class Context:
                 from adapter.transports.lgsp import LgspTransport
                 self._transport = LgspTransport(self.settings.lgsp, self.settings.path)
             return self._transport
+
+    def transport_for(self, channel: str) -> Transport:
+        if channel == "lgsp":
+            return self.transport
+        with self._lock:
+            if self._axis is None:
+                from adapter.transports.axis import AxisTransport
+                self._axis = AxisTransport(self.settings.axis, self.settings.path,
+                                           organisation_id=self.settings.adapter.organisation_id)
+            return self._axis
 
     @cached_property
     def io_pool(self) -> cf.ThreadPoolExecutor:
@@ -100,6 +111,8 @@ class Context:
             self.io_pool.shutdown(wait=True)
         if self._transport is not None:
             self._transport.close()
+        if self._axis is not None:
+            self._axis.close()
         self.state_engine.dispose()
         if "source_engine" in self.__dict__:
             self.source_engine.dispose()

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from adapter.config import RouteSection
+from adapter.engine.build import identity_of
 from adapter.engine.context import Context
 from adapter.errors import AdapterError, RejectedByPeer, TransportError
 from adapter.mapping import packet_id
@@ -35,6 +36,10 @@ class RoundStats:
     errors: list[str] = field(default_factory=list)
 
 
+def route_channel(chunk: list[ClaimedExchange]) -> str:
+    return "axis" if chunk and chunk[0].kind in ("edoc", "status") else "lgsp"
+
+
 class OutboundEngine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -50,10 +55,10 @@ class OutboundEngine:
         for n, batch in enumerate(reader.batches(after)):
             if ctx.stopping.is_set():
                 break
-            ids = {packet_id(r.kind, r.key, r.version): r for r in batch}
+            ids = {packet_id(r.kind, *identity_of(r)): r for r in batch}
             known = ctx.store.existing_packet_ids(list(ids))
             todo = [r for pid, r in ids.items() if pid not in known]
-            built = ctx.build_many(todo, route.recipient)
+            built = ctx.build_many(todo, route.recipient or "")
             position = max(batch[-1].cursor, start).encode()
             ctx.store.add_exchanges(route.name, built, position)
             for b in built:
@@ -97,7 +102,8 @@ class OutboundEngine:
                 break
             if stats.retrying and not stats.delivered:
                 break  # the platform is struggling: let backoff work, come back later
-        self.follow_up(route)
+        if route.channel == "lgsp":
+            self.follow_up(route)  # axis documents are settled by the recipients' statuses
         return stats
 
     def follow_up(self, route: RouteSection) -> int:
@@ -127,7 +133,7 @@ class OutboundEngine:
         sender = ctx.settings.adapter.organisation_id
         items = [SubmitItem(ex.packet_id, ex.kind, sender, ex.payload) for ex in chunk]
         try:
-            results: list = ctx.transport.submit_many(items)
+            results: list = ctx.transport_for(route_channel(chunk)).submit_many(items)
         except Exception as exc:  # the whole call failed: same outcome for every packet
             if not isinstance(exc, AdapterError):
                 log.exception("unexpected error sending %d packets", len(chunk))

@@ -25,8 +25,9 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from adapter.config import Settings
+from adapter.engine.axis_inbound import AxisInbound
 from adapter.engine.context import Context
-from adapter.engine.inbound import InboundEngine
+from adapter.engine.inbound import InboundEngine, PullStats
 from adapter.engine.outbound import OutboundEngine
 from adapter.service.lock import InstanceLock
 from adapter.store.models import Exchange
@@ -52,6 +53,7 @@ class Service:
         self.ctx = ctx or Context(settings)
         self.engine = OutboundEngine(self.ctx)
         self.inbound = InboundEngine(self.ctx)
+        self.axis_inbound = AxisInbound(self.ctx)
         self.routes = [r for r in settings.routes if r.enabled]
         self.progress = {r.name: RouteProgress() for r in self.routes}
         self._lock = threading.Lock()
@@ -99,7 +101,12 @@ class Service:
             route = self.settings.route(name)
             p = self.progress[name]
             try:
-                stats = self.inbound.pull(route)
+                if route.channel == "axis":
+                    a = self.axis_inbound.pull(route)
+                    stats = PullStats(received=a.received, imported=a.accepted + a.statuses,
+                                      quarantined=a.rejected, acknowledged=a.acknowledged)
+                else:
+                    stats = self.inbound.pull(route)
             except Exception as exc:
                 log.warning("route %s: pull round failed (%s); will try again", name, exc)
                 p.last_prepared = -1

@@ -16,7 +16,15 @@ from typing import Any, ClassVar
 
 from sqlalchemy import Engine, and_, or_, select
 
-from adapter.sources.models import CaseRow, JudgmentRow, ObligationRow, PartyRow, ReceiptRow
+from adapter.sources.models import (
+    CaseRow,
+    DecisionRow,
+    JudgmentRow,
+    ObligationRow,
+    PartyRow,
+    ReceiptRow,
+    ReceivedDocumentRow,
+)
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -60,9 +68,11 @@ _OBLIGATION_COLS = ("type", "amount", "asset_description")
 class ChangeReader:
     """Reads one kind of record (case, receipt, judgment) in change order."""
 
-    _TABLES: ClassVar = {"case": CaseRow, "receipt": ReceiptRow, "judgment": JudgmentRow}
+    _TABLES: ClassVar = {"case": CaseRow, "receipt": ReceiptRow, "judgment": JudgmentRow,
+                         "edoc": DecisionRow, "status": ReceivedDocumentRow}
     _KEYS: ClassVar = {"case": "case_code", "receipt": "receipt_code",
-                       "judgment": "judgment_code"}
+                       "judgment": "judgment_code", "edoc": "decision_code",
+                       "status": "document_id"}
 
     def __init__(self, engine: Engine, kind: str, batch_size: int = 500) -> None:
         if kind not in self._TABLES:

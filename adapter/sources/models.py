@@ -122,3 +122,48 @@ class ReceiptRow(_Changed, SourceBase):
     status_reason: Mapped[str | None] = mapped_column(String(300))
     replaces_code: Mapped[str | None] = mapped_column(String(40))
     __table_args__ = (Index("ix_receipts_changed", "updated_at", "id"),)
+
+
+class DecisionRow(_Changed, SourceBase):
+    """An enforcement decision (quyết định thi hành án) that leaves over the document axis."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    decision_code: Mapped[str] = mapped_column(String(40), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    code_number: Mapped[str | None] = mapped_column(String(20))
+    code_notation: Mapped[str | None] = mapped_column(String(60))
+    decision_date: Mapped[dt.date | None] = mapped_column(Date)
+    place: Mapped[str | None] = mapped_column(String(100))
+    type_name: Mapped[str | None] = mapped_column(String(100))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    content: Mapped[str | None] = mapped_column(Text)
+    signer_competence: Mapped[str | None] = mapped_column(String(100))
+    signer_position: Mapped[str | None] = mapped_column(String(100))
+    signer_name: Mapped[str | None] = mapped_column(String(100))
+    document_name: Mapped[str | None] = mapped_column(String(200))
+    document: Mapped[bytes | None] = mapped_column(LargeBinary)
+    __table_args__ = (Index("ix_decisions_changed", "updated_at", "id"),)
+
+
+class ReceivedDocumentRow(_Changed, SourceBase):
+    """A document received over the axis, and how far the office has got with it: the
+    clerk's software moves `progress` through 04, 05, 06 and the adapter reports each."""
+
+    __tablename__ = "received_documents"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    document_id: Mapped[str] = mapped_column(String(200), unique=True)
+    sender: Mapped[str] = mapped_column(String(40))
+    sender_name: Mapped[str | None] = mapped_column(String(200))
+    code: Mapped[str | None] = mapped_column(String(100))
+    promulgation_date: Mapped[str | None] = mapped_column(String(10))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    content: Mapped[str | None] = mapped_column(Text)
+    signer_name: Mapped[str | None] = mapped_column(String(100))
+    attachment_name: Mapped[str | None] = mapped_column(String(200))
+    attachment_type: Mapped[str | None] = mapped_column(String(60))
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signature: Mapped[str | None] = mapped_column(String(12))
+    progress: Mapped[str] = mapped_column(String(2))
+    progress_note: Mapped[str | None] = mapped_column(String(500))
+    __table_args__ = (Index("ix_received_documents_changed", "updated_at", "id"),)

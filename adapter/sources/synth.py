@@ -18,6 +18,7 @@ from sqlalchemy import Engine, insert, select
 from adapter.mapping.vntext import amount_in_words
 from adapter.sources.models import (
     CaseRow,
+    DecisionRow,
     JudgmentRow,
     ObligationRow,
     PartyRow,
@@ -155,6 +156,21 @@ class Generator:
                 updated_at=BASE_TIME + dt.timedelta(seconds=i, milliseconds=100 + k), version=1))
         return case, parties, obligations, receipts
 
+    def decision(self, i: int) -> dict:
+        """An enforcement decision for case i (cases are generated first)."""
+        r = self.rng
+        n = r.randint(1, 9999)
+        date = dt.date(2026, r.randint(1, 10), r.randint(1, 28))
+        return dict(
+            id=i, decision_code=f"QD-{i:08d}", case_id=i, code_number=str(n),
+            code_notation="QĐ-CCTHADS", decision_date=date, place="Hà Nội",
+            type_name="Quyết định", subject=f"Quyết định thi hành án số {n}/QĐ-CCTHADS",
+            content="Quyết định thi hành án theo bản án đã có hiệu lực pháp luật",
+            signer_competence="KT. CHI CỤC TRƯỞNG", signer_position="Phó Chi cục trưởng",
+            signer_name=f"{r.choice(FAMILY)} {r.choice(MIDDLE_M)} {r.choice(GIVEN_M)}",
+            document_name=f"quyet-dinh-{n}.pdf", document=_pdf(f"Quyet dinh {n}"),
+            updated_at=BASE_TIME + dt.timedelta(seconds=i, milliseconds=500), version=1)
+
     def judgment(self, i: int) -> tuple[dict, list[dict], list[dict]]:
         r = self.rng
         prov = r.choice(PROVINCES)
@@ -183,12 +199,13 @@ def _chunks(n: int, size: int) -> Iterator[range]:
 
 
 def generate(engine: Engine, cases: int = 1000, judgments: int | None = None, *,
-             seed: int = 2026, chunk: int = 2000) -> dict[str, int]:
+             decisions: int | None = None, seed: int = 2026,
+             chunk: int = 2000) -> dict[str, int]:
     """Create the schema and fill it; idempotent (an already filled database is kept)."""
     SourceBase.metadata.create_all(engine)
     with engine.connect() as c:
         if c.execute(select(CaseRow.id).limit(1)).first() is not None:
-            return {"cases": 0, "receipts": 0, "judgments": 0}
+            return {"cases": 0, "receipts": 0, "judgments": 0, "decisions": 0}
     gen = Generator(seed)
     totals = {"cases": 0, "receipts": 0, "judgments": 0}
     for ids in _chunks(cases, chunk):
@@ -207,6 +224,11 @@ def generate(engine: Engine, cases: int = 1000, judgments: int | None = None, *,
                 c.execute(insert(ReceiptRow), rows_r)
         totals["cases"] += len(rows_c)
         totals["receipts"] += len(rows_r)
+    n_dec = max(1, cases // 10) if decisions is None else decisions
+    for ids in _chunks(n_dec, chunk):
+        with engine.begin() as c:
+            c.execute(insert(DecisionRow), [gen.decision(i) for i in ids])
+        totals["decisions"] = totals.get("decisions", 0) + len(ids)
     n_judg = judgments if judgments is not None else max(1, cases // 10)
     for ids in _chunks(n_judg, chunk):
         rows_j, rows_p, rows_o = [], [], []

@@ -47,6 +47,8 @@ class Exchange(StateBase):
     receipt_status: Mapped[str | None] = mapped_column(String(20))
     #: inbound: valid | invalid | absent | untrusted, as verification found it.
     signature: Mapped[str | None] = mapped_column(String(12))
+    #: axis documents: the edXML DocumentId (ours when sent, the sender's when received).
+    document_id: Mapped[str | None] = mapped_column(String(200), index=True)
     __table_args__ = (
         Index("ix_exchanges_claim", "route", "state", "next_attempt_at"),
         Index("ix_exchanges_state", "state", "kind"),
@@ -80,3 +82,16 @@ class Cursor(StateBase):
     route: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class StatusReport(StateBase):
+    """What a recipient reported (edXML status 01-06, 13, 15, 16) about a document we sent."""
+
+    __tablename__ = "status_reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), index=True)
+    organ_id: Mapped[str] = mapped_column(String(40))
+    code: Mapped[str] = mapped_column(String(2))
+    description: Mapped[str | None] = mapped_column(Text)
+    reported_at: Mapped[str | None] = mapped_column(String(19))
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime)

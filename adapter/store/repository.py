@@ -39,6 +39,7 @@ class NewExchange:
     peer: str | None
     payload: bytes | None = None
     error: str | None = None
+    document_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ class ExchangeStore:
                 packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
                 peer=it.peer, source_key=it.source_key, source_version=it.source_version,
                 state=State.FAILED if failed else State.PENDING, attempts=0,
-                next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error))
+                next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error,
+                document_id=it.document_id))
             if it.payload is not None:
                 pk_rows.append(dict(packet_id=it.packet_id, payload=it.payload,
                                     sha256=hashlib.sha256(it.payload).hexdigest()))

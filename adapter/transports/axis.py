@@ -20,6 +20,7 @@ from urllib3 import encode_multipart_formdata
 from adapter.config import AxisSection
 from adapter.errors import ConfigError, RejectedByPeer, TransportError
 from adapter.transports.axis_auth import sign_headers, timestamp
+from adapter.transports.base import ItemOutcome, PlatformReceipt, SubmitItem
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,22 @@ class AxisTransport:
 
     def sent(self) -> list[dict]:
         return list(self._post("/getSentEdocList", {"servicetype": "eDoc"}).get("data", []))
+
+    def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
+        """The axis takes one file per call; a document is `queued` until its recipients
+        report, a status packet is `accepted` once the axis has it."""
+        out: list[ItemOutcome] = []
+        for it in items:
+            mtype = "status" if it.kind == "status" else "edoc"
+            try:
+                doc_id = self.send(it.payload, mtype)
+            except (RejectedByPeer, TransportError) as exc:
+                out.append(exc)
+                continue
+            out.append(PlatformReceipt(doc_id, it.packet_id,
+                                       "accepted" if mtype == "status" else "queued", None,
+                                       hashlib.sha256(it.payload).hexdigest()))
+        return out
 
     def close(self) -> None:
         self.session.close()

@@ -42,7 +42,8 @@ def _write(tmp_path, text):
      'recipient = "000.00.00.G22"\n[[routes]]\nname = "a"\nkind = "receipt"\n'
      'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
-     'recipient = "000.00.00.G22"\n', "routes.0.kind", "'case', 'receipt' or 'judgment'"),
+     'recipient = "000.00.00.G22"\n', "routes.0.kind",
+     "'case', 'receipt', 'judgment', 'edoc' or 'status'"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
      'kind = "judgment"\nrecipient = "000.00.00.G22"\n', "routes.0",
      "cannot be sent"),

@@ -1,0 +1,232 @@
+"""Documents and status packets received over the national document axis.
+
+Each item is fetched and stored durably, and only then acknowledged to the axis with
+updateStatus("done"): the transport acknowledgement. The business answer follows as status
+packets: 01 (arrived) at once, then 03 (accepted and registered) or 02 (rejected, with the
+reason), and later 04-06 as the office records progress in `received_documents`. Status
+packets answering documents we sent are recorded per recipient; a document counts as
+delivered once every recipient has reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import func, insert, select, update
+
+from adapter.config import PeerSection, RouteSection
+from adapter.crypto.keys import load_certificates
+from adapter.edxml import parse_edxml, verify_edxml_signature
+from adapter.edxml.model import SignatureOutcome
+from adapter.engine.build import EdxmlBuilder
+from adapter.engine.context import Context
+from adapter.errors import PacketError
+from adapter.mapping import packet_id
+from adapter.mapping.transforms import VN_TZ
+from adapter.sources.changes import SourceCursor, SourceRecord
+from adapter.sources.models import ReceivedDocumentRow, SourceBase
+from adapter.store.models import Exchange, StatusReport
+from adapter.store.repository import NewExchange, utcnow
+from adapter.store.states import State
+from adapter.xml.safe import parse_untrusted
+
+log = logging.getLogger("adapter.axis")
+
+
+@dataclass
+class AxisStats:
+    received: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    statuses: int = 0
+    acknowledged: int = 0
+
+
+class AxisInbound:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self._anchors: dict[str, list] = {}
+
+    @cached_property
+    def axis(self):
+        return self.ctx.transport_for("axis")
+
+    @cached_property
+    def builder(self) -> EdxmlBuilder:
+        return self.ctx.builder.edxml
+
+    @cached_property
+    def source(self):
+        SourceBase.metadata.create_all(self.ctx.source_engine)
+        return self.ctx.source_engine
+
+    def anchors(self, peer: PeerSection) -> list:
+        if peer.name not in self._anchors:
+            self._anchors[peer.name] = [c for p in peer.trust_anchors
+                                        for c in load_certificates(self.ctx.settings.path(p))]
+        return self._anchors[peer.name]
+
+    def pull(self, route: RouteSection) -> AxisStats:
+        ctx, stats = self.ctx, AxisStats()
+        for ex_id, pid, peer, data in ctx.store.inbound_pending(route.name, route.batch_size):
+            kind = ctx.store.get(pid).kind
+            self._process(ex_id, kind, peer, data, stats)
+        for item in self.axis.received()[: route.batch_size]:
+            if ctx.stopping.is_set():
+                break
+            pid = packet_id("axis", item.doc_id, 1)
+            kind = "status" if item.message_type == "status" else "edoc"
+            known = ctx.store.inbound_state(pid)
+            if known is None:
+                data = self.axis.get(item.doc_id)
+                ex_id = ctx.store.add_inbound(route.name, packet_id=pid, kind=kind,
+                                              peer=item.sender, payload=data)
+                stats.received += 1
+            else:
+                ex_id, data = known[0], None
+            # stored durably: now the axis may forget it
+            self.axis.update_status(item.doc_id, "done")
+            ctx.store.mark_acknowledged(ex_id, "done")
+            stats.acknowledged += 1
+            if data is not None:
+                self._process(ex_id, kind, item.sender, data, stats)
+        return stats
+
+    # ---- one item ----------------------------------------------------------------------
+
+    def _process(self, ex_id: int, kind: str, sender: str, data: bytes,
+                 stats: AxisStats) -> None:
+        peer = self.ctx.settings.peer_of(sender)
+        try:
+            root = parse_untrusted(data, name=f"axis packet from {sender}")
+            sig = (verify_edxml_signature(root, self.anchors(peer),
+                                          profile=peer.signature_profile)
+                   if peer else SignatureOutcome("untrusted", f"no peer configured for {sender}"))
+            parsed = parse_edxml(data, name=f"axis packet from {sender}",
+                                 tolerant_ids=bool(peer and peer.tolerant_org_ids),
+                                 signature=sig)
+        except PacketError as exc:
+            self.ctx.store.finish_inbound(ex_id, imported=False, error=str(exc), signature=None)
+            stats.rejected += 1
+            log.warning("axis packet refused: %s", self.ctx.mask(str(exc)))
+            return
+        if parsed.kind == "status":
+            self._status(ex_id, parsed, stats)
+        else:
+            self._document(ex_id, parsed, peer, stats)
+
+    def _document(self, ex_id: int, parsed, peer: PeerSection | None, stats: AxisStats) -> None:
+        doc = parsed.packet
+        ok, verdict = parsed.verdict(peer.signature_policy if peer else "reject")
+        if peer is None:
+            ok, verdict = False, f"no peer is configured for sender {doc.sender.organ_id}"
+        self._set_document_id(ex_id, doc.document_id)
+        row = self._received_row(doc, parsed.signature.outcome, ok, verdict)
+        self._queue_status(row, "01", "Đã đến: văn bản đã được tiếp nhận vào hệ thống")
+        self._queue_status(row, row["progress"], row["progress_note"])
+        self.ctx.store.finish_inbound(ex_id, imported=ok, error=None if ok else verdict,
+                                      signature=parsed.signature.outcome,
+                                      source_key=doc.document_id)
+        if ok:
+            stats.accepted += 1
+        else:
+            stats.rejected += 1
+
+    def _received_row(self, doc, signature: str, ok: bool, verdict: str) -> dict:
+        """Insert the document once (by DocumentId); a re-delivery finds it there."""
+        att = doc.attachments[0] if doc.attachments else None
+        now = dt.datetime.now(VN_TZ).replace(tzinfo=None)
+        values = dict(document_id=doc.document_id, sender=doc.sender.organ_id,
+                      sender_name=doc.sender.name,
+                      code=f"{doc.code_number}/{doc.code_notation}",
+                      promulgation_date=doc.promulgation_date, subject=doc.subject,
+                      content=doc.content, signer_name=doc.signer_name,
+                      attachment_name=att.name if att else None,
+                      attachment_type=att.detected_type if att else None,
+                      attachment=att.data if att else None, signature=signature,
+                      progress="03" if ok else "02",
+                      progress_note=("Đã tiếp nhận và vào sổ" if ok
+                                     else f"Từ chối: {verdict}")[:500],
+                      updated_at=now, version=1)
+        t = ReceivedDocumentRow.__table__
+        with self.source.begin() as c:
+            existing = c.execute(select(t).where(t.c.document_id == doc.document_id)).first()
+            if existing is None:
+                c.execute(insert(t).values(**values))
+                return values
+        return dict(existing._mapping)
+
+    def _queue_status(self, row: dict, code: str, note: str | None) -> None:
+        route = next((r for r in self.ctx.settings.routes
+                      if r.kind == "status" and r.direction == "out"), None)
+        if route is None:
+            log.warning("no outbound status route: status %s for %s not sent", code,
+                        row["document_id"])
+            return
+        rec = SourceRecord("status", row["document_id"], int(code),
+                           SourceCursor(dt.datetime(1970, 1, 1), 0),
+                           dict(row, progress=code, progress_note=note))
+        built = self.builder.build(rec)
+        self.ctx.store.add_exchanges(route.name, [built], None)
+
+    def _status(self, ex_id: int, parsed, stats: AxisStats) -> None:
+        st = parsed.packet
+        ours = self._our_document(st.response_for.document_id)
+        if ours is None:
+            self.ctx.store.finish_inbound(
+                ex_id, imported=False, signature=parsed.signature.outcome,
+                error=f"status {st.status_code} for unknown document "
+                      f"{st.response_for.document_id!r}")
+            stats.rejected += 1
+            return
+        self._record_report(ours, st)
+        self.ctx.store.finish_inbound(ex_id, imported=True, error=None,
+                                      signature=parsed.signature.outcome,
+                                      source_key=st.response_for.document_id)
+        stats.statuses += 1
+
+    def _our_document(self, document_id: str) -> Exchange | None:
+        with self.ctx.state_engine.connect() as c:
+            row = c.execute(select(Exchange.id, Exchange.peer).where(
+                Exchange.document_id == document_id, Exchange.kind == "edoc",
+                Exchange.direction == "out").order_by(Exchange.id.desc())).first()
+        return row
+
+    def _record_report(self, ours, st) -> None:
+        ex = Exchange.__table__
+        now = utcnow()
+        recipients = set((ours.peer or "").split(","))
+        with self.ctx.state_engine.begin() as c:
+            c.execute(insert(StatusReport).values(
+                exchange_id=ours.id, organ_id=st.sender.organ_id, code=st.status_code,
+                description=st.description, reported_at=st.timestamp, received_at=now))
+            reported = set(c.execute(select(StatusReport.organ_id).where(
+                StatusReport.exchange_id == ours.id).group_by(StatusReport.organ_id)).scalars())
+            values: dict = dict(receipt_status=f"status:{st.status_code}", updated_at=now)
+            if st.status_code == "02":
+                values["last_error"] = f"{st.sender.organ_id} rejected it: {st.description}"
+            c.execute(update(ex).where(ex.c.id == ours.id).values(**values))
+            if recipients <= reported:
+                c.execute(update(ex).where(ex.c.id == ours.id, ex.c.state == State.SENT)
+                          .values(state=State.DELIVERED, delivered_at=now))
+
+    def _set_document_id(self, ex_id: int, document_id: str) -> None:
+        with self.ctx.state_engine.begin() as c:
+            c.execute(update(Exchange.__table__).where(Exchange.__table__.c.id == ex_id)
+                      .values(document_id=document_id[:200]))
+
+    def reports_of(self, exchange_id: int) -> list[tuple[str, str]]:
+        with self.ctx.state_engine.connect() as c:
+            return [tuple(r) for r in c.execute(
+                select(StatusReport.organ_id, StatusReport.code).where(
+                    StatusReport.exchange_id == exchange_id).order_by(StatusReport.id))]
+
+    def count_received(self) -> int:
+        with self.source.connect() as c:
+            return c.execute(select(func.count()).select_from(ReceivedDocumentRow)).scalar()
+
+
+__all__ = ["AxisInbound", "AxisStats", "NewExchange"]
