@@ -163,3 +163,20 @@ def test_document_from_an_untrusted_signer_is_answered_02(pair, pki):
         quarantined = c.execute(select(Exchange.state, Exchange.signature).where(
             Exchange.direction == "in")).all()
     assert set(quarantined) == {("failed", "untrusted")}
+
+
+def test_operator_sees_the_status_timeline(pair, capsys):
+    from adapter.cli.main import main
+    btp, hcm = pair
+    once(btp)
+    once(hcm)
+    once(btp)
+    cfg = ["--config", btp.source_file]
+    assert main([*cfg, "exchanges", "list", "--kind", "edoc", "--direction", "out"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("delivered") == 3
+    ex_id = out.splitlines()[2].split()[0]
+    assert main([*cfg, "exchanges", "show", ex_id]) == 0
+    shown = capsys.readouterr().out
+    assert "edXML document 000.00.00.G15," in shown
+    assert "000.00.79.H29  01" in shown and "000.00.79.H29  03" in shown
