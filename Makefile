@@ -45,6 +45,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
+	$(BIN)/python bench/inbound.py
 
 clean:
 	rm -rf var $(VENV) .pytest_cache .ruff_cache
