@@ -135,7 +135,10 @@ def test_platform_rejection_is_recorded_and_not_retried(demo, sim):
 
 def test_outage_and_flaky_platform_lose_nothing_and_duplicate_nothing(demo, sim):
     settings, expected = demo
-    sim.control(down_for_seconds=1.0, error_rate=0.3, lost_response_rate=0.2, seed=7)
+    # small batches: many calls, so the injected faults surely happen
+    settings = settings.model_copy(update={"lgsp": settings.lgsp.model_copy(
+        update={"batch_size": 3})})
+    sim.control(down_for_seconds=1.0, error_rate=0.3, lost_response_rate=0.3, seed=7)
     code, _ = run(settings)
     assert code == 0
     report = sim.report()
@@ -144,7 +147,10 @@ def test_outage_and_flaky_platform_lose_nothing_and_duplicate_nothing(demo, sim)
     engine = make_engine(settings.url(settings.adapter.state_db))
     with engine.connect() as c:
         transient = c.execute(select(func.count()).where(Attempt.outcome == "transient")).scalar()
+        lost = c.execute(select(func.count()).where(
+            Attempt.error.like("%after storing%"))).scalar()
     assert transient > 0  # the faults really happened, and were retried
+    assert lost > 0
     assert report["submissions"] > expected  # lost answers were resent and deduplicated
 
 
