@@ -9,6 +9,7 @@ from adapter.edxml import parse_edxml, verify_edxml_signature
 from adapter.errors import PacketError
 from adapter.xml.safe import parse_untrusted
 
+
 def _samples() -> Path:
     """The official samples live in shared/ beside the checkout (never copied, never edited);
     THADS_SHARED_DIR points elsewhere when the checkout is not beside it."""
