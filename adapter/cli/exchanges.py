@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import os
+import sys
+
 from sqlalchemy import or_, select
 
 from adapter.cli.common import print_json, print_table, settings_of
+from adapter.errors import AdapterError
 from adapter.privacy import mask_ids
 
 
@@ -12,11 +18,7 @@ def register(sub) -> None:
     p = sub.add_parser("exchanges", help="find and inspect exchanges")
     ps = p.add_subparsers(dest="exchanges_command", required=True, metavar="ACTION")
     ls = ps.add_parser("list", help="find exchanges")
-    ls.add_argument("--state")
-    ls.add_argument("--kind")
-    ls.add_argument("--route")
-    ls.add_argument("--direction", choices=["in", "out"])
-    ls.add_argument("--search", help="text in source key or packet id")
+    add_filters(ls)
     ls.add_argument("--limit", type=int, default=50)
     ls.add_argument("--json", action="store_true")
     ls.set_defaults(handler=cmd_list)
@@ -25,6 +27,55 @@ def register(sub) -> None:
     sh.add_argument("--xml", action="store_true", help="print the packet (ids masked)")
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(handler=cmd_show)
+    ca = ps.add_parser("cancel", help="give up on exchanges, with a reason (recorded)")
+    ca.add_argument("ids", nargs="+", type=int, metavar="ID")
+    ca.add_argument("--reason", required=True)
+    ca.set_defaults(handler=cmd_cancel)
+
+    rp = sub.add_parser("replay", help="send failed exchanges again, with the same packet id")
+    rp.add_argument("ids", nargs="*", type=int, metavar="ID")
+    add_filters(rp)
+    rp.add_argument("--dry-run", action="store_true", help="list what would be replayed")
+    rp.add_argument("--yes", action="store_true", help="no confirmation for bulk replay")
+    rp.add_argument("--reason", help="recorded with the replay")
+    rp.set_defaults(handler=cmd_replay)
+
+
+def add_filters(p) -> None:
+    p.add_argument("--state", choices=["pending", "sending", "sent", "delivered", "retry_wait",
+                                       "failed", "cancelled"])
+    p.add_argument("--kind", choices=["case", "receipt", "judgment", "edoc", "status"])
+    p.add_argument("--route")
+    p.add_argument("--direction", choices=["in", "out"])
+    p.add_argument("--since", help="updated at or after (ISO date or date-time, UTC)")
+    p.add_argument("--until", help="updated before (ISO date or date-time, UTC)")
+    p.add_argument("--search", help="text in source key or packet id")
+
+
+def _when(text: str, flag: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=None)
+    except ValueError:
+        raise AdapterError(f"{flag} {text!r} is not an ISO date or date-time") from None
+
+
+def filtered(args):
+    """The exchanges matching the command's filters, newest first."""
+    from adapter.store.models import Exchange
+
+    q = select(Exchange)
+    for attr in ("state", "kind", "route", "direction"):
+        value = getattr(args, attr, None)
+        if value:
+            q = q.where(getattr(Exchange, attr) == value)
+    if args.since:
+        q = q.where(Exchange.updated_at >= _when(args.since, "--since"))
+    if args.until:
+        q = q.where(Exchange.updated_at < _when(args.until, "--until"))
+    if args.search:
+        like = f"%{args.search}%"
+        q = q.where(or_(Exchange.source_key.like(like), Exchange.packet_id.like(like)))
+    return q.order_by(Exchange.id.desc())
 
 
 def _store(args):
@@ -36,21 +87,8 @@ def _store(args):
 
 
 def cmd_list(args) -> int:
-    from adapter.store.models import Exchange
-
     store = _store(args)
-    q = select(Exchange).order_by(Exchange.id.desc()).limit(args.limit)
-    if args.state:
-        q = q.where(Exchange.state == args.state)
-    if args.kind:
-        q = q.where(Exchange.kind == args.kind)
-    if args.route:
-        q = q.where(Exchange.route == args.route)
-    if args.direction:
-        q = q.where(Exchange.direction == args.direction)
-    if args.search:
-        like = f"%{args.search}%"
-        q = q.where(or_(Exchange.source_key.like(like), Exchange.packet_id.like(like)))
+    q = filtered(args).limit(args.limit)
     from sqlalchemy.orm import Session
     with Session(store.engine) as s:
         rows = list(s.execute(q).scalars())
@@ -110,6 +148,12 @@ def cmd_show(args) -> int:
         print_table(["#", "started (UTC)", "ms", "outcome", "error"],
                     [[a.number, f"{a.started_at:%m-%d %H:%M:%S}", a.duration_ms, a.outcome,
                       mask_ids(a.error or "")] for a in attempts])
+    actions = store.actions_of(e.id)
+    if actions:
+        print()
+        print_table(["operator action (UTC)", "by", "action", "reason"],
+                    [[f"{t:%Y-%m-%d %H:%M:%S}", who, what, why or ""]
+                     for t, who, what, why in actions])
     if reports:
         print()
         print_table(["from", "status", "reported", "description"],
@@ -128,3 +172,86 @@ def _reports(store, exchange_id: int) -> list[tuple]:
             select(StatusReport.organ_id, StatusReport.code, StatusReport.description,
                    StatusReport.reported_at).where(StatusReport.exchange_id == exchange_id)
             .order_by(StatusReport.id))]
+
+
+def actor() -> str:
+    """The operator, as the OS knows them (through sudo too)."""
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def _confirm(question: str, args) -> bool:
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise AdapterError("bulk changes need --yes when not run from a terminal")
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_replay(args) -> int:
+    from sqlalchemy.orm import Session
+
+    from adapter.store.models import Exchange
+
+    store = _store(args)
+    has_filter = any(getattr(args, f) for f in ("state", "kind", "route", "direction",
+                                                  "since", "until", "search"))
+    if not args.ids and not has_filter:
+        raise AdapterError("name exchanges (ID…) or select them (--state failed …)")
+    with Session(store.engine) as s:
+        if args.ids:
+            rows = list(s.execute(select(Exchange).where(Exchange.id.in_(args.ids))).scalars())
+        else:
+            rows = list(s.execute(filtered(args)).scalars())
+    if not rows:
+        print("nothing matches")
+        return 1
+    failed = [e for e in rows if e.state == "failed"]
+    print(f"{len(rows)} exchanges match, {len(failed)} of them failed (only those are replayed)")
+    named = {e.id: e for e in rows}
+    refusals = [(i, "no such exchange") if i not in named else
+                (i, f"is {named[i].state}, only failed exchanges are replayed")
+                for i in args.ids if i not in named or named[i].state != "failed"]
+    for i, why in refusals:
+        print(f"  {i}: not replayed: {why}")
+    print_table(["id", "kind", "source", "tries", "last error"],
+                [[e.id, e.kind, e.source_key, e.attempts, mask_ids(e.last_error or "")]
+                 for e in failed[:20]])
+    if len(failed) > 20:
+        print(f"… and {len(failed) - 20} more")
+    if args.dry_run or not failed:
+        return 1 if refusals else 0
+    bulk = len(failed) > 1 or not args.ids
+    if bulk and not _confirm(f"Replay {len(failed)} exchanges?", args):
+        print("nothing replayed")
+        return 1
+    ids = sorted(e.id for e in failed)
+    done: list[int] = []
+    refused: list[tuple[int, str]] = []
+    for start in range(0, len(ids), 500):
+        d, r = store.replay(ids[start:start + 500], actor=actor(), reason=args.reason)
+        done += d
+        refused += r
+        _progress(len(done) + len(refused), len(ids))
+    print(f"replayed {len(done)} exchanges (recorded as {actor()}); the service sends them "
+          "with their packet ids, so the receiver keeps one copy")
+    for i, why in refused:
+        print(f"  {i}: not replayed: {why}")
+    return 0 if not (refused or refusals) else 1
+
+
+def _progress(n: int, total: int, width: int = 40) -> None:
+    filled = int(width * n / total) if total else width
+    sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {n}/{total}")
+    if n >= total:
+        sys.stderr.write("\n")
+    sys.stderr.flush()
+
+
+def cmd_cancel(args) -> int:
+    store = _store(args)
+    done, refused = store.cancel(args.ids, actor=actor(), reason=args.reason)
+    for i in done:
+        print(f"{i}: cancelled ({args.reason})")
+    for i, why in refused:
+        print(f"{i}: not cancelled: {why}")
+    return 0 if not refused else 1

@@ -47,6 +47,9 @@ class Exchange(StateBase):
     receipt_status: Mapped[str | None] = mapped_column(String(20))
     #: inbound: valid | invalid | absent | untrusted, as verification found it.
     signature: Mapped[str | None] = mapped_column(String(12))
+    #: the last operator replay, and the attempts made before it: retry limits count anew.
+    replayed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    attempts_at_replay: Mapped[int] = mapped_column(Integer, default=0)
     #: axis documents: the edXML DocumentId (ours when sent, the sender's when received).
     document_id: Mapped[str | None] = mapped_column(String(200), index=True)
     __table_args__ = (
@@ -95,3 +98,17 @@ class StatusReport(StateBase):
     description: Mapped[str | None] = mapped_column(Text)
     reported_at: Mapped[str | None] = mapped_column(String(19))
     received_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class OperatorAction(StateBase):
+    """Who replayed or cancelled what, when and why: one row per exchange per action."""
+
+    __tablename__ = "operator_actions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(20))
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), index=True)
+    packet_id: Mapped[str] = mapped_column(String(36))
+    from_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.dbutil import is_sqlite
 from adapter.store import states
-from adapter.store.models import Attempt, Cursor, Exchange, Packet, StateBase
+from adapter.store.models import Attempt, Cursor, Exchange, OperatorAction, Packet, StateBase
 from adapter.store.states import State
 
 EX = Exchange.__table__
@@ -47,9 +47,13 @@ class ClaimedExchange:
     id: int
     packet_id: str
     kind: str
+    #: attempts since creation or the last replay, this one included (the retry budget)
     attempts: int
+    #: creation or last replay (the age budget)
     created_at: dt.datetime
     payload: bytes
+    #: the attempt's number in the exchange's whole history
+    number: int = 0
 
 
 @dataclass(frozen=True)
@@ -148,16 +152,18 @@ class ExchangeStore:
                 .values(state=State.SENDING, lease_owner=owner, updated_at=now,
                         lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
                         attempts=EX.c.attempts + 1)
-                .returning(EX.c.id, EX.c.packet_id, EX.c.kind, EX.c.attempts, EX.c.created_at))
+                .returning(EX.c.id, EX.c.packet_id, EX.c.kind,
+                           EX.c.attempts - EX.c.attempts_at_replay,
+                           func.coalesce(EX.c.replayed_at, EX.c.created_at), EX.c.attempts))
         with self.engine.begin() as c:
             rows = c.execute(stmt).all()
             if not rows:
                 return []
             payloads = dict(c.execute(select(PK.c.packet_id, PK.c.payload).where(
                 PK.c.packet_id.in_([r.packet_id for r in rows]))).all())
-        rows.sort(key=lambda r: r.id)
-        return [ClaimedExchange(r.id, r.packet_id, r.kind, r.attempts, r.created_at,
-                                payloads[r.packet_id]) for r in rows]
+        rows.sort(key=lambda r: r[0])
+        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payloads[r[1]], r[5])
+                for r in rows]
 
     def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
                         claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
@@ -172,7 +178,7 @@ class ExchangeStore:
             attempts = []
             for o in outcomes:
                 ex = claimed[o.exchange_id]
-                attempts.append(dict(exchange_id=o.exchange_id, number=ex.attempts,
+                attempts.append(dict(exchange_id=o.exchange_id, number=ex.number,
                                      started_at=o.started_at, duration_ms=o.duration_ms,
                                      outcome=o.outcome, error=o.error, instance=owner))
                 values: dict = dict(updated_at=now, lease_owner=None, lease_expires_at=None)
@@ -314,6 +320,82 @@ class ExchangeStore:
             for ex_id, outcome in acks:
                 c.execute(update(EX).where(EX.c.id == ex_id).values(
                     receipt_status=f"ack:{outcome}", updated_at=now))
+
+    # ---- operators ---------------------------------------------------------------------
+
+    def replay(self, ids: Sequence[int], *, actor: str, reason: str | None = None
+               ) -> tuple[list[int], list[tuple[int, str]]]:
+        """Send failed exchanges again with the same packet id and bytes (the receiver
+        deduplicates), giving them a fresh retry budget. Returns (replayed, refused with why).
+        One transaction per 500, each with its audit rows."""
+        done: list[int] = []
+        refused: list[tuple[int, str]] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            now = utcnow()
+            with self.engine.begin() as c:
+                rows = c.execute(select(EX.c.id, EX.c.packet_id, EX.c.state, EX.c.direction,
+                                        EX.c.attempts, PK.c.packet_id.label("has_packet"))
+                                 .outerjoin(PK, PK.c.packet_id == EX.c.packet_id)
+                                 .where(EX.c.id.in_(chunk))).all()
+                found = {r.id: r for r in rows}
+                ok, audit = [], []
+                for i in chunk:
+                    r = found.get(i)
+                    if r is None:
+                        refused.append((i, "no such exchange"))
+                    elif r.state != State.FAILED:
+                        refused.append((i, f"is {r.state}, only failed exchanges are replayed"))
+                    elif r.has_packet is None:
+                        refused.append((i, "no packet was built: correct the record in the "
+                                           "enforcement database (a new version is sent)"))
+                    else:
+                        ok.append(i)
+                        audit.append(dict(at=now, actor=actor, action="replay", exchange_id=i,
+                                          packet_id=r.packet_id, from_state=r.state,
+                                          reason=reason))
+                if ok:
+                    c.execute(update(EX).where(EX.c.id.in_(ok), EX.c.state == State.FAILED)
+                              .values(state=State.PENDING, next_attempt_at=None,
+                                      lease_owner=None, lease_expires_at=None, updated_at=now,
+                                      replayed_at=now, attempts_at_replay=EX.c.attempts))
+                    c.execute(insert(OperatorAction.__table__), audit)
+                done += ok
+        return done, refused
+
+    def cancel(self, ids: Sequence[int], *, actor: str, reason: str
+               ) -> tuple[list[int], list[tuple[int, str]]]:
+        """Give up on exchanges that have not been delivered, recording who and why."""
+        cancellable = (State.PENDING, State.RETRY_WAIT, State.FAILED)
+        now = utcnow()
+        done: list[int] = []
+        refused: list[tuple[int, str]] = []
+        with self.engine.begin() as c:
+            rows = {r.id: r for r in c.execute(select(EX.c.id, EX.c.packet_id, EX.c.state)
+                                               .where(EX.c.id.in_(list(ids))))}
+            for i in ids:
+                r = rows.get(i)
+                if r is None:
+                    refused.append((i, "no such exchange"))
+                elif r.state not in cancellable:
+                    refused.append((i, f"is {r.state}: only pending, retry_wait or failed "
+                                       "exchanges can be cancelled"))
+                else:
+                    c.execute(update(EX).where(EX.c.id == i, EX.c.state == r.state).values(
+                        state=State.CANCELLED, updated_at=now, next_attempt_at=None,
+                        last_error=f"cancelled by {actor}: {reason}"))
+                    c.execute(insert(OperatorAction.__table__).values(
+                        at=now, actor=actor, action="cancel", exchange_id=i,
+                        packet_id=r.packet_id, from_state=r.state, reason=reason))
+                    done.append(i)
+        return done, refused
+
+    def actions_of(self, exchange_id: int) -> list[tuple]:
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(
+                select(OperatorAction.at, OperatorAction.actor, OperatorAction.action,
+                       OperatorAction.reason).where(OperatorAction.exchange_id == exchange_id)
+                .order_by(OperatorAction.id))]
 
     def release_leases(self, owner: str | None = None) -> int:
         """Put `sending` exchanges back to the queue: all of them (when this process holds
