@@ -125,6 +125,9 @@ def cmd_status(args) -> int:
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
         "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
         "platform": _platform_health(s),
+        "circuit_breakers": [dict(endpoint=e, instance=i, state=st, failed_rounds=f,
+                                  open_seconds=o, at=t.isoformat() + "Z")
+                             for e, i, st, f, o, t in store.breakers()],
         "certificates_days_to_expiry": certs,
     }
     if args.json:
@@ -144,6 +147,10 @@ def cmd_status(args) -> int:
     pf = data["platform"]
     print_field("platform", f"reachable ({pf['ms']} ms)" if pf["reachable"]
                 else f"UNREACHABLE: {pf['error']}")
+    for b in data["circuit_breakers"]:
+        extra = f", open for {b['open_seconds']}s" if b["state"] != "closed" else ""
+        print_field("circuit", f"{b['endpoint']} on {b['instance']}: {b['state']} "
+                    f"({b['failed_rounds']} failed rounds{extra}, at {b['at']})")
     for label, days in certs.items():
         print_field("certificate", f"{label}: {days} days to expiry")
     return 0

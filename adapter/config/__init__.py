@@ -131,6 +131,10 @@ class RetrySection(_Section):
     max_age_hours: float = Field(72.0, gt=0)
     #: how long a claimed exchange stays ours before another worker may take it back.
     lease_seconds: float = Field(120.0, ge=5)
+    #: circuit breaker per endpoint: open after this many failed rounds in a row...
+    breaker_failures: int = Field(5, ge=1, le=1000)
+    #: ...and stay open this long before one probe is let through.
+    breaker_open_seconds: float = Field(30.0, gt=0)
 
 
 class RouteSection(_Section):

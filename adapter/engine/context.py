@@ -30,6 +30,7 @@ class Context:
         self.stopping = threading.Event()
         self._transport = transport
         self._axis = None
+        self._breakers: dict = {}
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         r = settings.retry
@@ -49,6 +50,15 @@ class Context:
                 from adapter.transports.lgsp import LgspTransport
                 self._transport = LgspTransport(self.settings.lgsp, self.settings.path)
             return self._transport
+
+    def breaker(self, channel: str):
+        from adapter.engine.breaker import CircuitBreaker
+        with self._lock:
+            if channel not in self._breakers:
+                r = self.settings.retry
+                self._breakers[channel] = CircuitBreaker(
+                    channel, threshold=r.breaker_failures, open_seconds=r.breaker_open_seconds)
+            return self._breakers[channel]
 
     def transport_for(self, channel: str) -> Transport:
         if channel == "lgsp":

@@ -33,6 +33,7 @@ class RoundStats:
     delivered: int = 0
     retrying: int = 0
     failed: int = 0
+    breaker_open: bool = False
     errors: list[str] = field(default_factory=list)
 
 
@@ -43,6 +44,7 @@ def route_channel(chunk: list[ClaimedExchange]) -> str:
 class OutboundEngine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self._breaker_shown: dict[str, bool] = {}
 
     # ---- prepare ---------------------------------------------------------------------
 
@@ -79,16 +81,28 @@ class OutboundEngine:
         ctx = self.ctx
         stats = RoundStats()
         rounds = 0
+        breaker = ctx.breaker(route.channel)
         while not ctx.stopping.is_set():
-            claimed = ctx.store.claim(route.name, limit=route.batch_size,
+            allowed = breaker.allow()
+            if allowed == 0:
+                stats.breaker_open = True
+                break  # the endpoint rests; exchanges wait, nothing is lost
+            limit = route.batch_size if allowed < 0 else allowed
+            claimed = ctx.store.claim(route.name, limit=limit,
                                       lease_seconds=ctx.settings.retry.lease_seconds)
             if not claimed:
+                if allowed == 1:
+                    breaker.success()  # nothing to probe with: try again normally
                 break
             size = max(1, ctx.settings.lgsp.batch_size)
             chunks = [claimed[i:i + size] for i in range(0, len(claimed), size)]
             outcomes = [o for part in ctx.io_pool.map(self._send_chunk, chunks) for o in part]
             ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy,
                                       status_poll=ctx.settings.lgsp.status_poll_seconds)
+            if any(o.outcome != "transient" for o in outcomes):
+                breaker.success()  # the endpoint answers (even a refusal is an answer)
+            else:
+                breaker.failure()
             for o in outcomes:
                 if o.outcome in ("delivered", "duplicate", "sent"):
                     stats.delivered += 1
@@ -102,6 +116,14 @@ class OutboundEngine:
                 break
             if stats.retrying and not stats.delivered:
                 break  # the platform is struggling: let backoff work, come back later
+        view = breaker.view()
+        if view.state != "closed" or view.failures or self._breaker_shown.get(route.channel):
+            ctx.store.save_breaker(route.channel, view.state, view.failures, view.opened_for)
+            self._breaker_shown[route.channel] = view.state != "closed" or view.failures > 0
+            if view.state == "open":
+                log.warning("circuit for %s is open: %d failed rounds in a row; next probe "
+                            "in %.0fs", route.channel, view.failures,
+                            max(0.0, ctx.settings.retry.breaker_open_seconds - view.opened_for))
         if route.channel == "lgsp":
             self.follow_up(route)  # axis documents are settled by the recipients' statuses
         return stats

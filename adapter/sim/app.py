@@ -83,6 +83,8 @@ class SimulatorApp:
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
+        #: SOAP requests served since start, faults included (for breaker tests)
+        self.requests = 0
 
     # ---- WSGI ------------------------------------------------------------------------
 
@@ -91,7 +93,7 @@ class SimulatorApp:
         if path == "/health":
             return self._json(start_response, {"status": "ok"})
         if path == "/report":
-            return self._json(start_response, self.store.report())
+            return self._json(start_response, dict(self.store.report(), requests=self.requests))
         if path == "/control":
             if method == "POST":
                 try:
@@ -172,6 +174,8 @@ class SimulatorApp:
     # ---- SOAP ------------------------------------------------------------------------
 
     def _soap(self, environ: dict, start_response) -> Iterable[bytes]:
+        with self._rng_lock:
+            self.requests += 1
         f = self.faults
         if f.latency_ms:
             time.sleep(f.latency_ms / 1000)

@@ -112,3 +112,15 @@ class OperatorAction(StateBase):
     packet_id: Mapped[str] = mapped_column(String(36))
     from_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class BreakerState(StateBase):
+    """The last known circuit-breaker state of each endpoint, per instance, for `status`."""
+
+    __tablename__ = "breakers"
+    endpoint: Mapped[str] = mapped_column(String(40), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(120), primary_key=True)
+    state: Mapped[str] = mapped_column(String(12))
+    failures: Mapped[int] = mapped_column(Integer)
+    opened_for: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)

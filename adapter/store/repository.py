@@ -15,7 +15,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.dbutil import is_sqlite
 from adapter.store import states
-from adapter.store.models import Attempt, Cursor, Exchange, OperatorAction, Packet, StateBase
+from adapter.store.models import (
+    Attempt,
+    BreakerState,
+    Cursor,
+    Exchange,
+    OperatorAction,
+    Packet,
+    StateBase,
+)
 from adapter.store.states import State
 
 EX = Exchange.__table__
@@ -320,6 +328,25 @@ class ExchangeStore:
             for ex_id, outcome in acks:
                 c.execute(update(EX).where(EX.c.id == ex_id).values(
                     receipt_status=f"ack:{outcome}", updated_at=now))
+
+    def save_breaker(self, endpoint: str, state: str, failures: int, opened_for: float) -> None:
+        now = utcnow()
+        stmt = self._insert(BreakerState.__table__).values(
+            endpoint=endpoint, instance=self.instance, state=state, failures=failures,
+            opened_for=int(opened_for), updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["endpoint", "instance"],
+            set_=dict(state=state, failures=failures, opened_for=int(opened_for),
+                      updated_at=now))
+        with self.engine.begin() as c:
+            c.execute(stmt)
+
+    def breakers(self) -> list[tuple]:
+        with self.engine.connect() as c:
+            return [tuple(r) for r in c.execute(select(
+                BreakerState.endpoint, BreakerState.instance, BreakerState.state,
+                BreakerState.failures, BreakerState.opened_for, BreakerState.updated_at)
+                .order_by(BreakerState.endpoint))]
 
     # ---- operators ---------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from adapter.config import load_settings
 from adapter.dbutil import make_engine
-from adapter.store.models import Exchange
+from adapter.store.models import Attempt, Exchange
 from tests.conftest import free_port, write_config
 
 pytestmark = pytest.mark.slow
@@ -161,3 +161,38 @@ def test_python_m_adapter_and_console_script_agree(tmp_path):
     assert exe, "console script thads-adapter is installed with the package"
     r = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "packet" in r.stdout
+
+
+@pytest.mark.postgres
+def test_two_instances_on_postgresql_never_send_a_packet_twice(tmp_path, pki, pg_url):
+    port = free_port()
+    cfg = write_config(tmp_path, pki, sim_port=port, state_db=pg_url)
+    sim = start(cfg, "sim")
+    try:
+        for _ in range(200):
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.05)
+        assert cli(cfg, "init", "--demo", "--cases", "600").returncode == 0
+        requests.post(f"http://127.0.0.1:{port}/control", json={"latency_ms": 3},
+                      timeout=5).raise_for_status()
+        first = start(cfg, "run", "--until-idle", "--no-simulator")
+        second = start(cfg, "run", "--until-idle", "--no-simulator")
+        out = [p.communicate(timeout=300) for p in (first, second)]
+        assert first.returncode == 0, out[0][1][-2000:]
+        assert second.returncode == 0, out[1][1][-2000:]
+        report = requests.get(f"http://127.0.0.1:{port}/report", timeout=10).json()
+    finally:
+        sim.terminate()
+        sim.wait(10)
+    s = load_settings(cfg)
+    with make_engine(s.url(s.adapter.state_db)).connect() as c:
+        rows = c.execute(select(Exchange.packet_id, Exchange.state)).all()
+        by_instance = dict(c.execute(
+            select(Attempt.instance, func.count()).group_by(Attempt.instance)).all())
+    assert {st for _, st in rows} == {"delivered"}
+    assert report["accepted"] == len(rows) > 1000
+    assert set(report["packets"].values()) == {1}  # no packet submitted twice
+    assert len(by_instance) == 2, by_instance  # both instances really worked

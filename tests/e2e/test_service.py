@@ -205,3 +205,26 @@ def test_changed_record_leaves_again_as_a_new_version(demo, sim):
     report = sim.report()
     assert report["accepted"] == expected + 1
     assert packet_id("case", key, 2) in report["packets"]
+
+
+def test_circuit_breaker_rests_the_endpoint_during_an_outage(demo, sim):
+    settings, expected = demo
+    settings = settings.model_copy(update={
+        "retry": settings.retry.model_copy(update={"breaker_failures": 2,
+                                                   "breaker_open_seconds": 1.5}),
+        "lgsp": settings.lgsp.model_copy(update={"batch_size": 10})})
+    sim.control(down_for_seconds=4.0)
+    code, _ = run(settings)
+    assert code == 0 and sim.report()["accepted"] == expected
+    engine = make_engine(settings.url(settings.adapter.state_db))
+    with engine.connect() as c:
+        worst = c.execute(select(func.max(Exchange.attempts))).scalar()
+        failed_tries = c.execute(select(func.count()).where(
+            Attempt.outcome == "transient")).scalar()
+    # backoff alone (0.05 s doubling to 0.5 s) would try every exchange 8 times or more in
+    # a 4 s outage; with the breaker the endpoint rests and probes with one exchange
+    assert failed_tries > 0
+    assert worst <= 4, worst
+    from adapter.store.repository import ExchangeStore
+    states_seen = {st for _, _, st, *_ in ExchangeStore(engine).breakers()}
+    assert states_seen <= {"closed", "open", "half_open"} and states_seen
