@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy.exc import SQLAlchemyError
 
 from adapter.config import Settings
 from adapter.engine.axis_inbound import AxisInbound
@@ -196,7 +197,11 @@ class Service:
                     p.prepare_rounds == 0 or p.last_prepared != 0
                     for p in self.progress.values()):
                 return False
-        return self.ctx.store.outstanding() == 0
+        try:
+            return self.ctx.store.outstanding() == 0
+        except SQLAlchemyError as exc:  # the state database is away: wait for it
+            log.warning("state database unavailable (%s); waiting", exc.__class__.__name__)
+            return False
 
     def _install_signals(self) -> dict:
         if threading.current_thread() is not threading.main_thread():

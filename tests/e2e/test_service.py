@@ -228,3 +228,29 @@ def test_circuit_breaker_rests_the_endpoint_during_an_outage(demo, sim):
     from adapter.store.repository import ExchangeStore
     states_seen = {st for _, _, st, *_ in ExchangeStore(engine).breakers()}
     assert states_seen <= {"closed", "open", "half_open"} and states_seen
+
+
+def test_a_locked_state_database_makes_the_service_wait_not_fail(demo, sim):
+    import sqlite3
+    import threading
+    import time as _time
+
+    settings, expected = demo
+    path = settings.url(settings.adapter.state_db).removeprefix("sqlite:///")
+    Service(settings).ctx.store.create_schema()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")  # another program holds the database
+
+    def release() -> None:
+        _time.sleep(3)
+        holder.execute("COMMIT")
+
+    t = threading.Thread(target=release)
+    t.start()
+    t0 = _time.monotonic()
+    code, _ = run(settings)
+    t.join()
+    assert _time.monotonic() - t0 >= 3  # it really waited for the lock
+    assert code == 0
+    assert states(settings) == {"delivered": expected}
+    assert set(sim.report()["packets"].values()) == {1}
