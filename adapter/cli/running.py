@@ -126,8 +126,9 @@ def cmd_status(args) -> int:
         "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
         "platform": _platform_health(s),
         "circuit_breakers": [dict(endpoint=e, instance=i, state=st, failed_rounds=f,
-                                  open_seconds=o, at=t.isoformat() + "Z")
-                             for e, i, st, f, o, t in store.breakers()],
+                                  open_seconds=o, at=t.isoformat(timespec="seconds") + "Z")
+                             for e, i, st, f, o, t in store.breakers()
+                             if utcnow() - t < dt.timedelta(hours=1)],  # live instances
         "certificates_days_to_expiry": certs,
     }
     if args.json:

@@ -20,6 +20,7 @@ from adapter.engine.context import Context
 from adapter.errors import AdapterError, RejectedByPeer, TransportError
 from adapter.mapping import packet_id
 from adapter.sources.changes import ChangeReader, SourceCursor
+from adapter.store import states
 from adapter.store.repository import AttemptOutcome, ClaimedExchange, utcnow
 from adapter.transports.base import PlatformReceipt, SubmitItem
 
@@ -103,12 +104,18 @@ class OutboundEngine:
                 breaker.success()  # the endpoint answers (even a refusal is an answer)
             else:
                 breaker.failure()
+            by_id = {c.id: c for c in claimed}
             for o in outcomes:
                 if o.outcome in ("delivered", "duplicate", "sent"):
                     stats.delivered += 1
-                elif o.permanent:
+                    continue
+                ex = by_id[o.exchange_id]
+                decision = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
+                                                created_at=ex.created_at, now=utcnow(),
+                                                policy=ctx.retry_policy)
+                if decision.state == states.State.FAILED:
                     stats.failed += 1
-                    log.warning("exchange %s failed: %s", o.exchange_id, o.error)
+                    log.warning("exchange %s failed: %s", o.exchange_id, ctx.mask(o.error or ""))
                 else:
                     stats.retrying += 1
             rounds += 1
@@ -117,7 +124,8 @@ class OutboundEngine:
             if stats.retrying and not stats.delivered:
                 break  # the platform is struggling: let backoff work, come back later
         view = breaker.view()
-        if view.state != "closed" or view.failures or self._breaker_shown.get(route.channel):
+        if view.state != "closed" or view.failures or \
+                self._breaker_shown.get(route.channel, True):
             ctx.store.save_breaker(route.channel, view.state, view.failures, view.opened_for)
             self._breaker_shown[route.channel] = view.state != "closed" or view.failures > 0
             if view.state == "open":
