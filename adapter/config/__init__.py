@@ -152,6 +152,8 @@ class RouteSection(_Section):
     enabled: bool = True
     #: packets claimed and sent (or listed and fetched) per round.
     batch_size: int = Field(200, ge=1, le=10_000)
+    #: this route's own retry policy, instead of [retry] (e.g. receipts more patient).
+    retry: RetrySection | None = None
 
     @model_validator(mode="after")
     def _direction_fits_kind(self) -> RouteSection:

@@ -33,11 +33,17 @@ class Context:
         self._breakers: dict = {}
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
-        r = settings.retry
-        self.retry_policy = RetryPolicy(
-            max_attempts=r.max_attempts, base_delay=r.base_delay_seconds,
-            max_delay=r.max_delay_seconds,
-            max_age=dt.timedelta(hours=r.max_age_hours))
+        self.retry_policy = self._policy(settings.retry)
+
+    @staticmethod
+    def _policy(r) -> RetryPolicy:
+        return RetryPolicy(max_attempts=r.max_attempts, base_delay=r.base_delay_seconds,
+                           max_delay=r.max_delay_seconds,
+                           max_age=dt.timedelta(hours=r.max_age_hours))
+
+    def policy_for(self, route) -> RetryPolicy:
+        """The route's own retry policy, or the common one."""
+        return self._policy(route.retry) if route.retry is not None else self.retry_policy
 
     @cached_property
     def source_engine(self):

@@ -98,7 +98,8 @@ class OutboundEngine:
             size = max(1, ctx.settings.lgsp.batch_size)
             chunks = [claimed[i:i + size] for i in range(0, len(claimed), size)]
             outcomes = [o for part in ctx.io_pool.map(self._send_chunk, chunks) for o in part]
-            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, ctx.retry_policy,
+            policy = ctx.policy_for(route)
+            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, policy,
                                       status_poll=ctx.settings.lgsp.status_poll_seconds)
             if any(o.outcome != "transient" for o in outcomes):
                 breaker.success()  # the endpoint answers (even a refusal is an answer)
@@ -112,7 +113,7 @@ class OutboundEngine:
                 ex = by_id[o.exchange_id]
                 decision = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
                                                 created_at=ex.created_at, now=utcnow(),
-                                                policy=ctx.retry_policy)
+                                                policy=policy)
                 if decision.state == states.State.FAILED:
                     stats.failed += 1
                     log.warning("exchange %s failed: %s", o.exchange_id, ctx.mask(o.error or ""))

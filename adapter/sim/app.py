@@ -57,6 +57,9 @@ class Faults:
     timeout_rate: float = 0.0        # sleep `timeout_seconds` before answering
     timeout_seconds: float = 30.0
     latency_ms: float = 0.0          # added to every answer
+    spike_rate: float = 0.0          # now and then a much slower answer...
+    spike_ms: float = 0.0            # ...this much slower
+    reset_rate: float = 0.0          # drop the connection mid-answer (nothing stored)
     down_until: float = 0.0          # epoch seconds: answer 503 until then
     deferred_seconds: float = -1.0   # >= 0: receipts say "queued", delivered after this delay
     seed: int | None = None
@@ -179,6 +182,13 @@ class SimulatorApp:
         f = self.faults
         if f.latency_ms:
             time.sleep(f.latency_ms / 1000)
+        if self._chance(f.spike_rate):
+            time.sleep(f.spike_ms / 1000)
+        if self._chance(f.reset_rate):
+            # promise more bytes than are sent: the server closes the connection and the
+            # client sees it dropped mid-answer, as after a reset
+            start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", "4096")])
+            return [b"<?xml version='1.0'?><soap:Envelope"]
         if f.down_until and time.time() < f.down_until:
             return self._fault(start_response, "Server", "UNAVAILABLE",
                                "platform down for maintenance", True, "503 Service Unavailable")

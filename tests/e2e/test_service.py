@@ -137,8 +137,10 @@ def test_outage_and_flaky_platform_lose_nothing_and_duplicate_nothing(demo, sim)
     settings, expected = demo
     # small batches: many calls, so the injected faults surely happen
     settings = settings.model_copy(update={"lgsp": settings.lgsp.model_copy(
-        update={"batch_size": 3})})
-    sim.control(down_for_seconds=1.0, error_rate=0.3, lost_response_rate=0.3, seed=7)
+        update={"batch_size": 3, "operation_timeout": 1.0})})
+    sim.control(down_for_seconds=1.0, error_rate=0.3, lost_response_rate=0.3, seed=7,
+                reset_rate=0.1, timeout_rate=0.05, timeout_seconds=1.5, spike_rate=0.1,
+                spike_ms=400)
     code, _ = run(settings)
     assert code == 0
     report = sim.report()
@@ -149,8 +151,14 @@ def test_outage_and_flaky_platform_lose_nothing_and_duplicate_nothing(demo, sim)
         transient = c.execute(select(func.count()).where(Attempt.outcome == "transient")).scalar()
         lost = c.execute(select(func.count()).where(
             Attempt.error.like("%after storing%"))).scalar()
+        kinds = {e.split(":")[0] for e in c.execute(select(Attempt.error).where(
+            Attempt.outcome == "transient")).scalars()}
     assert transient > 0  # the faults really happened, and were retried
     assert lost > 0
+    # every kind of transient failure happened: outage, server error, lost answer,
+    # timeout (a latency spike beyond the operation timeout) and a dropped connection
+    assert {"platform fault UNAVAILABLE", "platform fault INTERNAL", "timed out",
+            "cannot reach platform"} <= kinds, kinds
     assert report["submissions"] > expected  # lost answers were resent and deduplicated
 
 
