@@ -81,3 +81,22 @@ def test_environment_override_is_validated_too(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_settings(p, environ={"THADS__RETRY__MAX_ATTEMPTS": "0"})
     assert ei.value.key == "retry.max_attempts"
+
+
+def test_a_route_may_carry_its_own_retry_policy(tmp_path):
+    from adapter.engine.context import Context
+
+    p = _write(tmp_path, '[adapter]\norganisation_id = "000.00.00.G15"\n'
+               f'state_db = "sqlite:///{tmp_path}/s.db"\n'
+               '[retry]\nmax_attempts = 5\n'
+               '[[routes]]\nname = "receipts"\nkind = "receipt"\nrecipient = "000.00.00.G22"\n'
+               '[routes.retry]\nmax_attempts = 50\nmax_age_hours = 240\n'
+               '[[routes]]\nname = "cases"\nkind = "case"\nrecipient = "000.00.00.G22"\n')
+    s = load_settings(p, environ={})
+    ctx = Context(s)
+    try:
+        assert ctx.policy_for(s.route("receipts")).max_attempts == 50
+        assert ctx.policy_for(s.route("receipts")).max_age.days == 10
+        assert ctx.policy_for(s.route("cases")).max_attempts == 5
+    finally:
+        ctx.close()
