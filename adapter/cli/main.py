@@ -45,7 +45,7 @@ def _setup_logging(level: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from adapter.cli import certs, edxml, exchanges, packets, running
+    from adapter.cli import audit, certs, edxml, exchanges, packets, running
 
     p = argparse.ArgumentParser(prog="thads-adapter",
                                 description="THADS exchange adapter (LGSP SOAP, document axis)")
@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     packets.register(sub)
     certs.register(sub)
     edxml.register(sub)
+    audit.register(sub)
     return p
 
 

@@ -230,6 +230,15 @@ class ServiceSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class AuditSection(_Section):
+    #: keep the evidence log (hash-chained, in the state database).
+    enabled: bool = True
+    #: sign the chain's tip at least this often...
+    checkpoint_seconds: float = Field(300.0, gt=0)
+    #: ...and whenever this many entries have been added since the last checkpoint.
+    checkpoint_entries: int = Field(10_000, ge=1)
+
+
 class Settings(_Section):
     adapter: AdapterSection
     source: SourceSection = SourceSection()
@@ -240,6 +249,7 @@ class Settings(_Section):
     routes: list[RouteSection] = []
     peers: list[PeerSection] = []
     inbound: InboundSection = InboundSection()
+    audit: AuditSection = AuditSection()
     simulator: SimulatorSection = SimulatorSection()
     service: ServiceSection = ServiceSection()
 

@@ -26,7 +26,8 @@ class Context:
         self.settings = settings
         self.instance = settings.adapter.instance_name or f"{socket.gethostname()}:{os.getpid()}"
         self.state_engine = make_engine(settings.url(settings.adapter.state_db))
-        self.store = ExchangeStore(self.state_engine, instance=self.instance)
+        self.store = ExchangeStore(self.state_engine, instance=self.instance,
+                                   evidence=settings.audit.enabled)
         self.stopping = threading.Event()
         self._transport = transport
         self._axis = None

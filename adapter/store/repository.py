@@ -14,7 +14,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.dbutil import is_sqlite
-from adapter.store import states
+from adapter.store import evidence, states
 from adapter.store.models import (
     Attempt,
     BreakerState,
@@ -78,9 +78,12 @@ class AttemptOutcome:
 
 
 class ExchangeStore:
-    def __init__(self, engine: Engine, *, instance: str = "adapter") -> None:
+    def __init__(self, engine: Engine, *, instance: str = "adapter",
+                 evidence: bool = True) -> None:
         self.engine = engine
         self.instance = instance
+        #: append to the evidence log in the same transaction as each state change
+        self.evidence = evidence
         self._insert = (sqlite.insert if is_sqlite(engine) else postgresql.insert)
 
     def create_schema(self) -> None:
@@ -106,6 +109,7 @@ class ExchangeStore:
         window never creates a second exchange. Returns how many were new."""
         now = utcnow()
         ex_rows, pk_rows = [], []
+        items = list(items)
         for it in items:
             failed = it.error is not None
             ex_rows.append(dict(
@@ -127,6 +131,16 @@ class ExchangeStore:
                 pk_rows = [r for r in pk_rows if r["packet_id"] in inserted]
                 if pk_rows:
                     c.execute(insert(PK), pk_rows)
+                if self.evidence and inserted:
+                    ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
+                        EX.c.packet_id.in_(list(inserted)))).all())
+                    evidence.append(c, [evidence.Event(
+                        "built" if it.error is None else "refused", "out", it.peer, it.kind,
+                        ids[it.packet_id], it.packet_id, it.payload,
+                        "valid" if it.payload is not None else None,
+                        {"source_key": it.source_key, "source_version": it.source_version,
+                         **({"error": it.error} if it.error else {})})
+                        for it in items if it.packet_id in inserted])
             if cursor_position is not None:
                 self._advance_cursor(c, route, cursor_position, now)
         return new
@@ -209,6 +223,16 @@ class ExchangeStore:
                                            EX.c.lease_owner == owner).values(**values))
             if attempts:
                 c.execute(insert(AT), attempts)
+            evidence.append(c, [evidence.Event(
+                "attempt", "out", None, claimed[o.exchange_id].kind, o.exchange_id,
+                claimed[o.exchange_id].packet_id, None, None,
+                {k: v for k, v in dict(outcome=o.outcome, error=o.error,
+                                       platform_message_id=o.platform_message_id,
+                                       receipt_status=o.receipt_status,
+                                       sha256=hashlib.sha256(
+                                           claimed[o.exchange_id].payload).hexdigest()
+                                       ).items() if v is not None})
+                for o in outcomes], enabled=self.evidence)
 
     def sent_to_check(self, route: str, *, limit: int,
                       now: dt.datetime | None = None) -> list[tuple[int, str]]:
@@ -262,8 +286,12 @@ class ExchangeStore:
                      for pid, _, _, data in items if pid in new]
             if blobs:
                 c.execute(insert(PK), blobs)
-            return dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
+            ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
                 EX.c.packet_id.in_([i[0] for i in items]))).all())
+            evidence.append(c, [evidence.Event("received", "in", peer, kind, ids[pid], pid,
+                                               data) for pid, kind, peer, data in items
+                                if pid in new], enabled=self.evidence)
+            return ids
 
     def inbound_pending(self, route: str, limit: int) -> list[tuple[int, str, str, bytes]]:
         """Stored but not yet processed (a crash came between storing and importing)."""
@@ -303,6 +331,12 @@ class ExchangeStore:
                                      error=r.get("error"), instance=self.instance))
             if attempts:
                 c.execute(insert(AT), attempts)
+            evidence.append(c, [evidence.Event(
+                "imported" if r["imported"] else "quarantined", "in", None, None,
+                r["exchange_id"], None, None, r.get("signature"),
+                {k: v for k, v in dict(error=r.get("error"), source_key=r.get("source_key"),
+                                       source_version=r.get("source_version")).items() if v})
+                for r in results], enabled=self.evidence)
 
     def inbound_state(self, packet_id: str) -> tuple[int, str, str | None, str | None] | None:
         return self.inbound_states([packet_id]).get(packet_id)
@@ -328,6 +362,9 @@ class ExchangeStore:
             for ex_id, outcome in acks:
                 c.execute(update(EX).where(EX.c.id == ex_id).values(
                     receipt_status=f"ack:{outcome}", updated_at=now))
+            evidence.append(c, [evidence.Event("acknowledged", "in", None, None, ex_id, None,
+                                               None, None, {"outcome": outcome})
+                                for ex_id, outcome in acks], enabled=self.evidence)
 
     def save_breaker(self, endpoint: str, state: str, failures: int, opened_for: float) -> None:
         now = utcnow()
@@ -387,6 +424,10 @@ class ExchangeStore:
                                       lease_owner=None, lease_expires_at=None, updated_at=now,
                                       replayed_at=now, attempts_at_replay=EX.c.attempts))
                     c.execute(insert(OperatorAction.__table__), audit)
+                    evidence.append(c, [evidence.Event(
+                        "replay", None, None, None, a["exchange_id"], a["packet_id"], None,
+                        None, {"actor": actor, "reason": reason, "from": a["from_state"]})
+                        for a in audit], enabled=self.evidence)
                 done += ok
         return done, refused
 
@@ -414,6 +455,10 @@ class ExchangeStore:
                     c.execute(insert(OperatorAction.__table__).values(
                         at=now, actor=actor, action="cancel", exchange_id=i,
                         packet_id=r.packet_id, from_state=r.state, reason=reason))
+                    evidence.append(c, [evidence.Event(
+                        "cancel", None, None, None, i, r.packet_id, None, None,
+                        {"actor": actor, "reason": reason, "from": r.state})],
+                        enabled=self.evidence)
                     done.append(i)
         return done, refused
 

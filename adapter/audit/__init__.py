@@ -1,0 +1,1 @@
+"""The auditor's room: checkpoints over the evidence chain, and the verifier."""

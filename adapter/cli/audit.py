@@ -1,0 +1,56 @@
+"""audit verify | checkpoint: the auditor's commands."""
+
+from __future__ import annotations
+
+from adapter.cli.common import print_field, print_json, settings_of
+
+
+def register(sub) -> None:
+    p = sub.add_parser("audit", help="the evidence log: verify it, sign its tip")
+    ps = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    v = ps.add_parser("verify", help="recompute the chain, check packets and checkpoints")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(handler=cmd_verify)
+    c = ps.add_parser("checkpoint", help="sign the chain's tip now")
+    c.set_defaults(handler=cmd_checkpoint)
+
+
+def _engine(s):
+    from adapter.dbutil import make_engine
+    return make_engine(s.url(s.adapter.state_db))
+
+
+def cmd_verify(args) -> int:
+    from adapter.audit.verify import verify_log
+    from adapter.crypto.keys import load_certificates
+
+    s = settings_of(args)
+    anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
+    rep = verify_log(_engine(s), anchors)
+    if args.json:
+        print_json(dict(intact=rep.intact, entries=rep.entries, checkpoints=rep.checkpoints,
+                        last_checkpoint=rep.last_checkpoint_seq,
+                        problems=[dict(seq=p.seq, what=p.what, detail=p.detail)
+                                  for p in rep.problems], notes=rep.notes))
+        return 0 if rep.intact else 1
+    print_field("entries", rep.entries)
+    print_field("checkpoints", f"{rep.checkpoints} (last at entry {rep.last_checkpoint_seq})")
+    if rep.intact:
+        print_field("result", "INTACT: chain, packet bytes, head and checkpoints verify")
+    else:
+        print_field("result", f"BROKEN: {len(rep.problems)} problems, first: {rep.problems[0]}")
+        for p in rep.problems[1:10]:
+            print_field("also", str(p))
+    for n in rep.notes:
+        print_field("note", n)
+    return 0 if rep.intact else 1
+
+
+def cmd_checkpoint(args) -> int:
+    from adapter.audit.checkpoint import make_checkpoint
+    from adapter.engine.build import PacketBuilder
+
+    s = settings_of(args)
+    cp = make_checkpoint(_engine(s), PacketBuilder(s).identity)
+    print(f"checkpoint signed at entry {cp.seq}" if cp else "the tip is already signed")
+    return 0

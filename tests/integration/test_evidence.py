@@ -1,0 +1,187 @@
+"""The evidence log: tamper with it every way an insider could, and the verifier names it."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from adapter.audit.checkpoint import Checkpoint, make_checkpoint, sign_statement, statement
+from adapter.audit.verify import verify_log
+from adapter.crypto.keys import load_certificates, load_identity
+from adapter.dbutil import make_engine
+from adapter.service.runner import Service
+from adapter.sources.synth import generate
+from adapter.store.evidence import EvidenceBlob, EvidenceEntry, EvidenceHead
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def logged(settings, sim, pki):
+    """A real log: 20 cases and their receipts sent, then a checkpoint, then a few more."""
+    generate(make_engine(settings.url(settings.source.url)), cases=20)
+    service = Service(settings)
+    service.ctx.store.create_schema()
+    try:
+        assert service.run(until_idle=True, poll=0.05) == 0   # ends with a checkpoint
+        service.ctx.store.cancel([1], actor="test", reason="after the checkpoint")  # refused
+        service.ctx.store.replay([1], actor="test")  # refused too: nothing appended
+    finally:
+        service.ctx.close()
+    engine = make_engine(settings.url(settings.adapter.state_db))
+    anchors = load_certificates(pki / "ca.crt")
+    return engine, anchors
+
+
+def problems(engine, anchors):
+    rep = verify_log(engine, anchors)
+    return [(p.what, p.seq) for p in rep.problems], rep
+
+
+def test_an_untouched_log_verifies(logged):
+    engine, anchors = logged
+    found, rep = problems(engine, anchors)
+    assert found == [] and rep.intact
+    assert rep.entries > 60 and rep.checkpoints >= 1 and rep.last_checkpoint_seq == rep.entries
+    with engine.connect() as c:
+        events = set(c.execute(select(EvidenceEntry.event)).scalars())
+    assert {"built", "attempt"} <= events
+
+
+def _seq_of(engine, event="built", nth=5):
+    with engine.connect() as c:
+        return c.execute(select(EvidenceEntry.seq).where(EvidenceEntry.event == event)
+                         .order_by(EvidenceEntry.seq).offset(nth)).scalar()
+
+
+def test_one_changed_byte_of_a_packet_is_named(logged):
+    engine, anchors = logged
+    seq = _seq_of(engine)
+    with engine.begin() as c:
+        digest = c.execute(select(EvidenceEntry.content_sha256).where(
+            EvidenceEntry.seq == seq)).scalar()
+        blob = c.execute(select(EvidenceBlob.content).where(
+            EvidenceBlob.sha256 == digest)).scalar()
+        c.execute(update(EvidenceBlob).where(EvidenceBlob.sha256 == digest).values(
+            content=blob.replace(b"000.00.00.G22", b"000.00.00.G23", 1)))
+    found, rep = problems(engine, anchors)
+    assert found == [("bytes", seq)]
+    assert "packet bytes changed" in str(rep.problems[0])
+
+
+def test_a_modified_entry_is_named(logged):
+    engine, anchors = logged
+    seq = _seq_of(engine, "attempt", 3)
+    with engine.begin() as c:
+        c.execute(update(EvidenceEntry).where(EvidenceEntry.seq == seq).values(
+            detail='{"outcome":"rejected"}'))
+    assert problems(engine, anchors)[0][0] == ("modified", seq)
+
+
+def test_a_deleted_entry_is_named(logged):
+    engine, anchors = logged
+    seq = _seq_of(engine)
+    with engine.begin() as c:
+        c.execute(delete(EvidenceEntry).where(EvidenceEntry.seq == seq))
+    found, _ = problems(engine, anchors)
+    assert found[0] == ("deleted", seq)
+
+
+def test_an_inserted_entry_is_named(logged):
+    engine, anchors = logged
+    with engine.begin() as c:
+        last = c.execute(select(func.max(EvidenceEntry.seq))).scalar()
+        c.execute(EvidenceEntry.__table__.insert().values(
+            seq=last + 1, at=dt.datetime.now(dt.UTC).isoformat(), event="built",
+            prev_hash="ab" * 32, entry_hash="cd" * 32))
+    found, _ = problems(engine, anchors)
+    assert ("inserted", last + 1) in found
+
+
+def test_two_swapped_entries_are_named_reordered(logged):
+    engine, anchors = logged
+    a = _seq_of(engine, "built", 2)
+    b = a + 1
+    cols = [col for col in EvidenceEntry.__table__.columns if col.name != "seq"]
+    with engine.begin() as c:
+        ra = c.execute(select(*cols).where(EvidenceEntry.seq == a)).one()._mapping
+        rb = c.execute(select(*cols).where(EvidenceEntry.seq == b)).one()._mapping
+        c.execute(update(EvidenceEntry).where(EvidenceEntry.seq == a).values(**dict(rb)))
+        c.execute(update(EvidenceEntry).where(EvidenceEntry.seq == b).values(**dict(ra)))
+    found, _ = problems(engine, anchors)
+    assert found[0] == ("reordered", a)
+
+
+def test_a_truncated_tail_is_named_even_with_the_head_rewritten(logged):
+    engine, anchors = logged
+    with engine.begin() as c:
+        last = c.execute(select(func.max(EvidenceEntry.seq))).scalar()
+        c.execute(delete(EvidenceEntry).where(EvidenceEntry.seq > last - 3))
+    found, _ = problems(engine, anchors)
+    assert found[0] == ("truncated", last - 2)
+    with engine.begin() as c:  # the insider also rewrites the head
+        h = c.execute(select(EvidenceEntry.entry_hash).where(
+            EvidenceEntry.seq == last - 3)).scalar()
+        c.execute(update(EvidenceHead).values(seq=last - 3, hash=h))
+    found, rep = problems(engine, anchors)
+    assert ("truncated", last) in found  # the signed checkpoint still names entry `last`
+    assert "no longer in the log" in " ".join(str(p) for p in rep.problems)
+
+
+def test_a_checkpoint_signed_by_another_key_is_forged(logged, pki):
+    engine, anchors = logged
+    rogue = load_identity(pki / "untrusted" / "signer.key", pki / "untrusted" / "signer.crt")
+    with engine.begin() as c:
+        cp = c.execute(select(Checkpoint.__table__)).first()._mapping
+        from cryptography.hazmat.primitives import serialization
+        c.execute(update(Checkpoint).where(Checkpoint.id == cp["id"]).values(
+            signature=sign_statement(rogue, cp["statement"]),
+            cert_pem=rogue.cert.public_bytes(serialization.Encoding.PEM).decode()))
+    found, rep = problems(engine, anchors)
+    assert found == [("checkpoint", cp["seq"])]
+    assert "untrusted key" in str(rep.problems[0])
+
+
+def test_a_rewritten_history_no_longer_matches_its_checkpoint(logged, pki):
+    """The insider rewrites an entry and recomputes every hash after it: the chain is
+    consistent again, but the signed tip is not."""
+    from adapter.store.evidence import entry_hash
+    engine, anchors = logged
+    seq = _seq_of(engine, "attempt", 1)
+    t = EvidenceEntry.__table__
+    with engine.begin() as c:
+        c.execute(update(t).where(t.c.seq == seq).values(detail='{"outcome":"rejected"}'))
+        prev = c.execute(select(t.c.prev_hash).where(t.c.seq == seq)).scalar()
+        for r in c.execute(select(t).where(t.c.seq >= seq).order_by(t.c.seq)).all():
+            e = dict(r._mapping)
+            h = entry_hash(prev, e)
+            c.execute(update(t).where(t.c.seq == e["seq"]).values(prev_hash=prev, entry_hash=h))
+            prev = h
+        c.execute(update(EvidenceHead).values(hash=prev))
+    found, rep = problems(engine, anchors)
+    assert found and found[0][0] == "checkpoint"
+    assert "rewritten" in str(rep.problems[0])
+
+
+def test_a_forged_statement_is_named(logged):
+    engine, anchors = logged
+    with engine.begin() as c:
+        c.execute(update(Checkpoint).values(statement=statement(1, "00" * 32, "2020-01-01")))
+    assert problems(engine, anchors)[0][0][0] == "checkpoint"
+
+
+def test_cli_audit_verify_exit_codes(logged, config_file, capsys):
+    from adapter.cli.main import main
+    engine, _ = logged
+    assert main(["--config", str(config_file), "audit", "verify"]) == 0
+    assert "INTACT" in capsys.readouterr().out
+    with engine.begin() as c:
+        c.execute(delete(EvidenceEntry).where(EvidenceEntry.seq == 7))
+    assert main(["--config", str(config_file), "audit", "verify"]) == 1
+    assert "entry 7: deleted" in capsys.readouterr().out
+
+
+def test_checkpoint_covers_only_new_entries(logged, pki):
+    engine, _ = logged
+    ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
+    assert make_checkpoint(engine, ident) is None  # the tip is already signed
