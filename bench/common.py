@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 def write_bench_config(d: Path, pki: Path, *, sign_workers: int = 1, concurrency: int = 8,
-                       batch: int = 200, submit_batch: int = 50) -> Path:
+                       batch: int = 200, submit_batch: int = 50, evidence: bool = True) -> Path:
     port = free_port()
     cfg = d / "config" / "adapter.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +61,8 @@ db = "{d}/var/simulator.db"
 trust_anchors = ["{pki}/ca.crt"]
 [service]
 sign_workers = {sign_workers}
+[audit]
+enabled = {str(evidence).lower()}
 [[routes]]
 name = "cases"
 kind = "case"

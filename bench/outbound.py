@@ -32,7 +32,7 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run(args, *, batch: bool) -> tuple[float, int]:
+def run(args, *, batch: bool, evidence: bool = True) -> tuple[float, int]:
     """One measured run in a fresh directory; returns (packets/s, exit status)."""
     from adapter.config import load_settings
     from adapter.crypto.devpki import create_dev_pki
@@ -47,7 +47,8 @@ def run(args, *, batch: bool) -> tuple[float, int]:
         create_dev_pki(d / "pki")
         cfg = write_bench_config(d, d / "pki", sign_workers=args.sign_workers,
                                  concurrency=args.concurrency, batch=args.batch,
-                                 submit_batch=args.submit_batch if batch else 1)
+                                 submit_batch=args.submit_batch if batch else 1,
+                                 evidence=evidence)
         s = load_settings(cfg)
         totals = generate(make_engine(s.url(s.source.url)), cases=args.cases)
         sim = start_child(s, config_file=str(cfg), log=d / "sim.log")
@@ -75,6 +76,7 @@ def run(args, *, batch: bool) -> tuple[float, int]:
         pps = delivered / elapsed
         n = max(delivered, 1)
         mode = f"batches of {args.submit_batch}" if batch else "one packet per call"
+        mode += "" if evidence else ", evidence log off"
         print(f"[{mode}] delivered {delivered}/{expected} packets in {elapsed:.2f}s: "
               f"{pps:.1f} packets/s")
         print(f"[{mode}] cpu per packet: adapter {main_cpu / n * 1000:.2f} ms, sign workers "
