@@ -91,10 +91,16 @@ db = "{var}/simulator.db"
 trust_anchors = ["{pki}/ca.crt"]
 court_key = "{pki}/court.key"
 court_cert = "{pki}/court.crt"
+tsa_cert = "{pki}/tsa.crt"
+tsa_key = "{pki}/tsa.key"
 
 [service]
 sign_workers = 0
 log_level = "INFO"
+
+[audit]
+tsa_url = "http://127.0.0.1:{sim_port}/tsa"
+tsa_ca_file = "{pki}/ca.crt"
 {extra}
 {routes}
 """, encoding="utf-8")

@@ -66,3 +66,26 @@ def make_checkpoint(engine: Engine, identity: SigningIdentity) -> Checkpoint | N
                    signature=sign_statement(identity, text), cert_pem=pem)
         c.execute(insert(Checkpoint.__table__).values(**row))
     return Checkpoint(**row)
+
+
+def stamp_pending(engine: Engine, tsa_url: str) -> tuple[int, str | None]:
+    """Timestamp every checkpoint still without a token; returns (stamped, last error).
+    Called at every checkpoint round, so an outage only delays the stamps."""
+    from sqlalchemy import update
+
+    from adapter.audit.timestamp import TimestampError, request_token
+
+    with engine.connect() as c:
+        pending = c.execute(select(Checkpoint.id, Checkpoint.statement).where(
+            Checkpoint.tsa_token.is_(None)).order_by(Checkpoint.id)).all()
+    stamped = 0
+    for cp_id, text in pending:
+        try:
+            token = request_token(text.encode(), tsa_url)
+        except TimestampError as exc:
+            return stamped, str(exc)
+        with engine.begin() as c:
+            c.execute(update(Checkpoint).where(Checkpoint.id == cp_id).values(
+                tsa_token=token, stamped_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+        stamped += 1
+    return stamped, None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from adapter.audit.checkpoint import Checkpoint, statement
+from adapter.audit.timestamp import verify_token
 from adapter.store.evidence import GENESIS, EvidenceBlob, EvidenceEntry, EvidenceHead, entry_hash
 from adapter.store.models import StateBase
 
@@ -27,7 +29,8 @@ from adapter.store.models import StateBase
 @dataclass(frozen=True)
 class Problem:
     seq: int | None
-    what: str      # modified | deleted | inserted | reordered | truncated | bytes | checkpoint
+    #: modified | deleted | inserted | reordered | truncated | bytes | checkpoint | timestamp
+    what: str
     detail: str
 
     def __str__(self) -> str:
@@ -40,6 +43,7 @@ class Report:
     entries: int = 0
     checkpoints: int = 0
     last_checkpoint_seq: int = 0
+    unstamped: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -49,7 +53,7 @@ class Report:
 
 
 def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
-               batch: int = 5000) -> Report:
+               batch: int = 5000, tsa_ca: Path | None = None) -> Report:
     StateBase.metadata.create_all(engine, tables=[Checkpoint.__table__])
     rep = Report()
     prev, expected, last = GENESIS, 1, None
@@ -122,6 +126,20 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
                     "the signed tip does not match the chain: entries up to here were "
                     "rewritten")))
             rep.last_checkpoint_seq = max(rep.last_checkpoint_seq, cp["seq"])
+            if cp["tsa_token"] is not None:
+                if tsa_ca is None:
+                    rep.notes.append(f"checkpoint at entry {cp['seq']}: timestamp not checked "
+                                     "(no TSA CA given)")
+                else:
+                    why = verify_token(cp["statement"].encode(), cp["tsa_token"], tsa_ca)
+                    if why:
+                        rep.problems.append(Problem(cp["seq"], "timestamp", (
+                            f"the checkpoint's timestamp token does not verify: {why}")))
+            else:
+                rep.unstamped += 1
+    if rep.unstamped:
+        rep.notes.append(f"{rep.unstamped} checkpoints have no timestamp yet (the timestamp "
+                         "authority was unreachable or is not configured)")
     uncovered = last_seq - rep.last_checkpoint_seq
     if uncovered > 0:
         rep.notes.append(f"{uncovered} entries after the last checkpoint are chained but not "

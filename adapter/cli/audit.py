@@ -26,10 +26,10 @@ def cmd_verify(args) -> int:
 
     s = settings_of(args)
     anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
-    rep = verify_log(_engine(s), anchors)
+    rep = verify_log(_engine(s), anchors, tsa_ca=s.path(s.audit.tsa_ca_file))
     if args.json:
         print_json(dict(intact=rep.intact, entries=rep.entries, checkpoints=rep.checkpoints,
-                        last_checkpoint=rep.last_checkpoint_seq,
+                        last_checkpoint=rep.last_checkpoint_seq, unstamped=rep.unstamped,
                         problems=[dict(seq=p.seq, what=p.what, detail=p.detail)
                                   for p in rep.problems], notes=rep.notes))
         return 0 if rep.intact else 1

@@ -214,6 +214,9 @@ class SimulatorSection(_Section):
     court_key: str = "certs/dev/court.key"
     court_cert: str = "certs/dev/court.crt"
     court_organisation_id: OrgId = "000.00.00.T01"
+    #: the simulator's RFC 3161 timestamp authority (POST /tsa), with the dev PKI's TSA key.
+    tsa_cert: str = "certs/dev/tsa.crt"
+    tsa_key: str = "certs/dev/tsa.key"
     #: judgments the simulator holds for the adapter when it starts with an empty outbox.
     demo_judgments: int = Field(0, ge=0, le=100_000)
     #: systems the simulated axis knows: id, organisation, shared secret.
@@ -237,6 +240,10 @@ class AuditSection(_Section):
     checkpoint_seconds: float = Field(300.0, gt=0)
     #: ...and whenever this many entries have been added since the last checkpoint.
     checkpoint_entries: int = Field(10_000, ge=1)
+    #: RFC 3161 timestamp authority for checkpoints ("" for none), and the CA its
+    #: certificate chains to.
+    tsa_url: str = ""
+    tsa_ca_file: str = "certs/dev/ca.crt"
 
 
 class Settings(_Section):

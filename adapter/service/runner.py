@@ -125,7 +125,7 @@ class Service:
         """Sign the chain's tip when enough time or enough entries have passed."""
         from sqlalchemy import func, select
 
-        from adapter.audit.checkpoint import Checkpoint, make_checkpoint
+        from adapter.audit.checkpoint import Checkpoint, make_checkpoint, stamp_pending
         from adapter.store.evidence import EvidenceHead
 
         a = self.settings.audit
@@ -141,6 +141,13 @@ class Service:
                     ).total_seconds() >= a.checkpoint_seconds
             if due and make_checkpoint(self.ctx.state_engine, self.ctx.builder.identity):
                 log.info("evidence checkpoint signed at entry %d", head)
+            if a.tsa_url:
+                stamped, error = stamp_pending(self.ctx.state_engine, a.tsa_url)
+                if error:
+                    log.warning("timestamp authority: %s; checkpoints wait for their stamp "
+                                "(traffic goes on)", error)
+                elif stamped:
+                    log.info("%d checkpoints timestamped", stamped)
         except Exception:
             log.exception("evidence checkpoint failed; will try again")
 

@@ -60,6 +60,7 @@ class Faults:
     spike_rate: float = 0.0          # now and then a much slower answer...
     spike_ms: float = 0.0            # ...this much slower
     reset_rate: float = 0.0          # drop the connection mid-answer (nothing stored)
+    tsa_down: float = 0.0            # nonzero: the timestamp authority answers 503
     down_until: float = 0.0          # epoch seconds: answer 503 until then
     deferred_seconds: float = -1.0   # >= 0: receipts say "queued", delivered after this delay
     seed: int | None = None
@@ -83,6 +84,7 @@ class SimulatorApp:
                  axis: AxisDesk | None = None) -> None:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
         self.axis = axis
+        self.tsa = None  # set by build_app when the dev PKI has a TSA key
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
@@ -115,6 +117,8 @@ class SimulatorApp:
                 return self._json(start_response, {"status": "FAIL", "ErrorDesc": str(exc)},
                                   "413")
             return self.axis(path[len("/axis"):], environ, body, start_response)
+        if path == "/tsa" and method == "POST":
+            return self._tsa(environ, start_response)
         if path.startswith("/outbox"):
             return self._outbox(path, method, environ, start_response)
         if path == "/lgsp" and method == "GET":
@@ -147,6 +151,17 @@ class SimulatorApp:
         if path == "/outbox/redeliver" and method == "POST":
             return self._json(start_response, {"redelivered": self.store.redeliver()})
         return self._respond(start_response, "404 Not Found", b"not found", "text/plain")
+
+    def _tsa(self, environ: dict, start_response):
+        if self.tsa is None or self.faults.tsa_down:
+            return self._respond(start_response, "503 Service Unavailable", b"TSA down",
+                                 "text/plain")
+        try:
+            reply = self.tsa.reply(self._body(environ))
+        except Exception as exc:
+            return self._respond(start_response, "400 Bad Request", str(exc).encode(),
+                                 "text/plain")
+        return self._respond(start_response, "200 OK", reply, "application/timestamp-reply")
 
     def _chance(self, rate: float) -> bool:
         if rate <= 0:

@@ -43,8 +43,12 @@ def build_app(settings: Settings, faults: Faults | None = None,
                              settings.path(c.secret_file).read_text().strip().encode())
                for c in cfg.axis_clients if settings.path(c.secret_file).exists()}
     axis = AxisDesk(store.path, clients, cfg.axis_max_skew_seconds)
-    return SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
-                        axis)
+    app = SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
+                       axis)
+    if settings.path(cfg.tsa_key).exists():
+        from adapter.audit.timestamp import TimestampAuthority
+        app.tsa = TimestampAuthority(settings.path(cfg.tsa_cert), settings.path(cfg.tsa_key))
+    return app
 
 
 def make_server(settings: Settings, app: SimulatorApp, host: str | None = None,

@@ -14,6 +14,7 @@ from adapter.sources.synth import generate
 from adapter.store.evidence import EvidenceBlob, EvidenceEntry, EvidenceHead
 
 pytestmark = pytest.mark.slow
+anchors_file: list[str] = []  # the CA file the timestamp checks use
 
 
 @pytest.fixture
@@ -30,11 +31,14 @@ def logged(settings, sim, pki):
         service.ctx.close()
     engine = make_engine(settings.url(settings.adapter.state_db))
     anchors = load_certificates(pki / "ca.crt")
+    anchors_file[:] = [str(pki / "ca.crt")]
     return engine, anchors
 
 
 def problems(engine, anchors):
-    rep = verify_log(engine, anchors)
+    from pathlib import Path
+    ca = Path(anchors_file[0]) if anchors_file else None
+    rep = verify_log(engine, anchors, tsa_ca=ca)
     return [(p.what, p.seq) for p in rep.problems], rep
 
 
@@ -185,3 +189,48 @@ def test_checkpoint_covers_only_new_entries(logged, pki):
     engine, _ = logged
     ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
     assert make_checkpoint(engine, ident) is None  # the tip is already signed
+
+
+def test_checkpoints_carry_a_real_rfc3161_timestamp(logged):
+    engine, anchors = logged
+    with engine.connect() as c:
+        tokens = c.execute(select(Checkpoint.tsa_token)).scalars().all()
+    assert tokens and all(t for t in tokens)
+    _, rep = problems(engine, anchors)
+    assert rep.unstamped == 0
+
+
+def test_an_altered_timestamp_token_is_named(logged, pki):
+    engine, anchors = logged
+    with engine.begin() as c:
+        cp_id, token = c.execute(select(Checkpoint.id, Checkpoint.tsa_token)).first()
+        bad = bytearray(token)
+        bad[len(bad) // 2] ^= 0x01
+        c.execute(update(Checkpoint).where(Checkpoint.id == cp_id).values(tsa_token=bytes(bad)))
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
+    assert [p.what for p in rep.problems] == ["timestamp"]
+
+
+def test_a_timestamp_outage_stops_nothing_and_loses_no_evidence(settings, sim, pki):
+    generate(make_engine(settings.url(settings.source.url)), cases=10)
+    sim.control(tsa_down=1)
+
+    def run_service() -> int:
+        service = Service(settings)
+        service.ctx.store.create_schema()
+        try:
+            return service.run(until_idle=True, poll=0.05)
+        finally:
+            service.ctx.close()
+
+    assert run_service() == 0  # traffic went on
+    assert sim.report()["accepted"] > 10
+    engine = make_engine(settings.url(settings.adapter.state_db))
+    anchors = load_certificates(pki / "ca.crt")
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
+    assert rep.intact and rep.unstamped == 1
+    assert any("no timestamp yet" in n for n in rep.notes)  # the gap is visible
+    sim.control(tsa_down=0)
+    assert run_service() == 0  # the service is back: the waiting checkpoint is stamped
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
+    assert rep.intact and rep.unstamped == 0 and rep.checkpoints >= 1
