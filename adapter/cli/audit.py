@@ -13,6 +13,12 @@ def register(sub) -> None:
     v.set_defaults(handler=cmd_verify)
     c = ps.add_parser("checkpoint", help="sign the chain's tip now")
     c.set_defaults(handler=cmd_checkpoint)
+    e = ps.add_parser("export", help="a bundle that standard tools can check")
+    e.add_argument("--out", required=True)
+    e.set_defaults(handler=cmd_export)
+    b = ps.add_parser("verify-bundle", help="check a bundle with nothing but the bundle")
+    b.add_argument("file")
+    b.set_defaults(handler=cmd_verify_bundle)
 
 
 def _engine(s):
@@ -54,3 +60,26 @@ def cmd_checkpoint(args) -> int:
     cp = make_checkpoint(_engine(s), PacketBuilder(s).identity)
     print(f"checkpoint signed at entry {cp.seq}" if cp else "the tip is already signed")
     return 0
+
+
+def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from adapter.audit.bundle import export_bundle
+
+    s = settings_of(args)
+    counts = export_bundle(_engine(s), Path(args.out),
+                           [s.path(p) for p in s.signing.trust_anchors])
+    print(f"{args.out}: {counts['entries']} entries, {counts['packets']} packets, "
+          f"{counts['checkpoints']} checkpoints; check it with: unzip it, then sh verify.sh")
+    return 0
+
+
+def cmd_verify_bundle(args) -> int:
+    from pathlib import Path
+
+    from adapter.audit.bundle import verify_bundle
+
+    ok, last = verify_bundle(Path(args.file))
+    print(f"{args.file}: {last}")
+    return 0 if ok else 1

@@ -234,3 +234,45 @@ def test_a_timestamp_outage_stops_nothing_and_loses_no_evidence(settings, sim, p
     assert run_service() == 0  # the service is back: the waiting checkpoint is stamped
     rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
     assert rep.intact and rep.unstamped == 0 and rep.checkpoints >= 1
+
+
+def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
+        logged, config_file, tmp_path, capsys):
+    import subprocess
+    import zipfile
+
+    from adapter.cli.main import main
+    bundle = tmp_path / "evidence.zip"
+    assert main(["--config", str(config_file), "audit", "export", "--out", str(bundle)]) == 0
+    assert "checkpoints" in capsys.readouterr().out
+    # the README's commands, run by a shell with openssl, sha256sum and xmlsec1 only
+    d = tmp_path / "unpacked"
+    zipfile.ZipFile(bundle).extractall(d)
+    readme = (d / "README.md").read_text()
+    assert "sh verify.sh" in readme and "Tiếng Việt" in readme and "English" in readme
+    signed = (d / "signed-packets.txt").read_text().splitlines()
+    assert len(signed) > 40 and {line.split()[1] for line in signed} == {"Case", "Receipt"}
+    ok = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.strip().endswith("INTACT")
+    assert main(["audit", "verify-bundle", str(bundle)]) == 0
+    # one byte changed in a packet, then in a chain entry: the same commands fail
+    packet = sorted((d / "packets").iterdir())[0]
+    original = packet.read_bytes()
+    packet.write_bytes(original.replace(b"000.00.00.G22", b"000.00.00.G23", 1))
+    bad = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "a packet was changed" in bad.stdout
+    packet.write_bytes(original)
+    entry = d / "chain" / "3.json"
+    entry.write_bytes(entry.read_bytes().replace(b'"event":"', b'"event":"x', 1))
+    bad = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "entry 3 was modified" in bad.stdout
+    # and verify-bundle says so for a tampered zip
+    tampered = tmp_path / "tampered.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(tampered, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "chain/3.json":
+                data = data.replace(b'"event":"', b'"event":"x', 1)
+            dst.writestr(item, data)
+    assert main(["audit", "verify-bundle", str(tampered)]) == 1
