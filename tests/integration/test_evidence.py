@@ -251,7 +251,7 @@ def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
     readme = (d / "README.md").read_text()
     assert "sh verify.sh" in readme and "Tiếng Việt" in readme and "English" in readme
     signed = (d / "signed-packets.txt").read_text().splitlines()
-    assert len(signed) > 40 and {line.split()[1] for line in signed} == {"Case", "Receipt"}
+    assert len(signed) >= 30 and {line.split()[1] for line in signed} == {"Case", "Receipt"}
     ok = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().endswith("INTACT")
