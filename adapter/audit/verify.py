@@ -22,7 +22,14 @@ from sqlalchemy.engine import Engine
 
 from adapter.audit.checkpoint import Checkpoint, statement
 from adapter.audit.timestamp import verify_token
-from adapter.store.evidence import GENESIS, EvidenceBlob, EvidenceEntry, EvidenceHead, entry_hash
+from adapter.store.evidence import (
+    GENESIS,
+    EvidenceArchive,
+    EvidenceBlob,
+    EvidenceEntry,
+    EvidenceHead,
+    entry_hash,
+)
 from adapter.store.models import StateBase
 
 
@@ -44,6 +51,7 @@ class Report:
     checkpoints: int = 0
     last_checkpoint_seq: int = 0
     unstamped: int = 0
+    archived_to: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -58,8 +66,17 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
     rep = Report()
     prev, expected, last = GENESIS, 1, None
     t = EvidenceEntry.__table__
+    StateBase.metadata.create_all(engine, tables=[EvidenceArchive.__table__])
     with engine.connect() as c:
-        after = 0
+        arch = c.execute(select(EvidenceArchive.__table__)
+                         .order_by(EvidenceArchive.id.desc()).limit(1)).first()
+        if arch is not None:  # the chain goes on from the archived tip
+            prev, expected = arch.tip_hash, arch.seq_to + 1
+            rep.archived_to = arch.seq_to
+            rep.notes.append(f"entries 1..{arch.seq_to} are archived in {arch.bundle} "
+                             f"(sha256 {arch.bundle_sha256[:16]}…); check it with "
+                             "audit verify-bundle")
+        after = expected - 1
         while True:
             rows = c.execute(select(t).where(t.c.seq > after).order_by(t.c.seq)
                              .limit(batch)).all()
@@ -98,7 +115,7 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
             after = rows[-1].seq
         head = c.execute(select(EvidenceHead.seq, EvidenceHead.hash)
                          .where(EvidenceHead.id == 1)).first()
-        last_seq = last["seq"] if last else 0
+        last_seq = last["seq"] if last else expected - 1
         if head is not None and head.seq > last_seq:
             rep.problems.append(Problem(last_seq + 1, "truncated", (
                 f"the log ends at entry {last_seq}, its head records entry {head.seq}")))
@@ -118,6 +135,9 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
                 rep.problems.append(Problem(cp["seq"], "checkpoint", problem))
                 continue
             at = c.execute(select(t.c.entry_hash).where(t.c.seq == cp["seq"])).scalar()
+            if cp["seq"] <= rep.archived_to:
+                at = cp["tip_hash"] if cp["seq"] < rep.archived_to else prev_archive_tip(
+                    c, cp["seq"])
             if at is None:
                 rep.problems.append(Problem(cp["seq"], "truncated", (
                     f"a checkpoint signed entry {cp['seq']}, which is no longer in the log")))
@@ -169,3 +189,8 @@ def _check_checkpoint(cp, anchors: list[x509.Certificate]) -> str | None:
     except verification.VerificationError as exc:
         return f"forged checkpoint: signed by an untrusted key ({exc})"
     return None
+
+
+def prev_archive_tip(c, seq: int) -> str | None:
+    return c.execute(select(EvidenceArchive.tip_hash).where(EvidenceArchive.seq_to == seq)
+                     ).scalar()

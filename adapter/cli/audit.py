@@ -16,6 +16,11 @@ def register(sub) -> None:
     e = ps.add_parser("export", help="a bundle that standard tools can check")
     e.add_argument("--out", required=True)
     e.set_defaults(handler=cmd_export)
+    a = ps.add_parser("archive", help="move old, signed entries into a bundle (retention)")
+    a.add_argument("--before", type=int, required=True, metavar="SEQ",
+                   help="archive up to the last checkpoint at or before this entry")
+    a.add_argument("--out", required=True)
+    a.set_defaults(handler=cmd_archive)
     b = ps.add_parser("verify-bundle", help="check a bundle with nothing but the bundle")
     b.add_argument("file")
     b.set_defaults(handler=cmd_verify_bundle)
@@ -62,12 +67,33 @@ def cmd_checkpoint(args) -> int:
     return 0
 
 
+def require_auditor(s) -> None:
+    """Full packets (personal data) are for the auditor role: members of the configured OS
+    group. The state database's file permissions (or a read-only PostgreSQL role) keep
+    everyone else out of the raw tables."""
+    import grp
+    import os
+
+    from adapter.errors import AdapterError
+
+    group = s.audit.auditor_group
+    if not group or os.geteuid() == 0:
+        return
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise AdapterError(f"auditor group {group!r} does not exist") from None
+    if gid not in os.getgroups() and os.getgid() != gid:
+        raise AdapterError(f"full packets are for auditors: members of group {group!r}")
+
+
 def cmd_export(args) -> int:
     from pathlib import Path
 
     from adapter.audit.bundle import export_bundle
 
     s = settings_of(args)
+    require_auditor(s)
     counts = export_bundle(_engine(s), Path(args.out),
                            [s.path(p) for p in s.signing.trust_anchors])
     print(f"{args.out}: {counts['entries']} entries, {counts['packets']} packets, "
@@ -83,3 +109,22 @@ def cmd_verify_bundle(args) -> int:
     ok, last = verify_bundle(Path(args.file))
     print(f"{args.file}: {last}")
     return 0 if ok else 1
+
+
+def cmd_archive(args) -> int:
+    from pathlib import Path
+
+    from adapter.audit.bundle import archive
+    from adapter.errors import AdapterError
+
+    s = settings_of(args)
+    require_auditor(s)
+    try:
+        r = archive(_engine(s), Path(args.out), [s.path(p) for p in s.signing.trust_anchors],
+                    before_seq=args.before)
+    except ValueError as exc:
+        raise AdapterError(str(exc)) from None
+    print(f"entries up to {r['seq_to']} archived to {args.out} (sha256 {r['sha256']}): "
+          f"{r['entries']} entries, {r['packets']} packets, {r['checkpoints']} checkpoints; "
+          "what remains verifies from there")
+    return 0

@@ -244,6 +244,9 @@ class AuditSection(_Section):
     #: certificate chains to.
     tsa_url: str = ""
     tsa_ca_file: str = "certs/dev/ca.crt"
+    #: OS group whose members are auditors: only they may export full packets ("" = anyone
+    #: who can read the state database, as in the demo).
+    auditor_group: str = ""
 
 
 class Settings(_Section):

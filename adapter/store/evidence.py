@@ -133,3 +133,15 @@ def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> No
     conn.execute(insert(EvidenceEntry.__table__), rows)
     conn.execute(update(head_t).where(head_t.c.id == 1).values(
         seq=seq, hash=prev, updated_at=dt.datetime.now(dt.UTC)))
+
+
+class EvidenceArchive(StateBase):
+    """Entries up to `seq_to` were moved to a bundle; the chain goes on from `tip_hash`."""
+
+    __tablename__ = "evidence_archives"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq_to: Mapped[int] = mapped_column(Integer)
+    tip_hash: Mapped[str] = mapped_column(String(64))
+    bundle: Mapped[str] = mapped_column(String(300))
+    bundle_sha256: Mapped[str] = mapped_column(String(64))
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
