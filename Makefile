@@ -46,6 +46,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/evidence.py
 
 clean:
 	rm -rf var $(VENV) .pytest_cache .ruff_cache

@@ -10,6 +10,10 @@ def register(sub) -> None:
     ps = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = ps.add_parser("verify", help="recompute the chain, check packets and checkpoints")
     v.add_argument("--json", action="store_true")
+    v.add_argument("--from", dest="from_seq", type=int, metavar="SEQ",
+                   help="report problems from this entry on (the chain is still recomputed "
+                        "from its start, or from the last archive)")
+    v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ")
     v.set_defaults(handler=cmd_verify)
     c = ps.add_parser("checkpoint", help="sign the chain's tip now")
     c.set_defaults(handler=cmd_checkpoint)
@@ -38,6 +42,9 @@ def cmd_verify(args) -> int:
     s = settings_of(args)
     anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
     rep = verify_log(_engine(s), anchors, tsa_ca=s.path(s.audit.tsa_ca_file))
+    if args.from_seq is not None or args.to_seq is not None:
+        lo, hi = args.from_seq or 0, args.to_seq if args.to_seq is not None else 10**18
+        rep.problems = [p for p in rep.problems if p.seq is None or lo <= p.seq <= hi]
     if args.json:
         print_json(dict(intact=rep.intact, entries=rep.entries, checkpoints=rep.checkpoints,
                         last_checkpoint=rep.last_checkpoint_seq, unstamped=rep.unstamped,

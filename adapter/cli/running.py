@@ -125,6 +125,7 @@ def cmd_status(args) -> int:
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
         "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
         "platform": _platform_health(s),
+        "evidence": _evidence_summary(store.engine),
         "circuit_breakers": [dict(endpoint=e, instance=i, state=st, failed_rounds=f,
                                   open_seconds=o, at=t.isoformat(timespec="seconds") + "Z")
                              for e, i, st, f, o, t in store.breakers()
@@ -148,6 +149,11 @@ def cmd_status(args) -> int:
     pf = data["platform"]
     print_field("platform", f"reachable ({pf['ms']} ms)" if pf["reachable"]
                 else f"UNREACHABLE: {pf['error']}")
+    ev = data["evidence"]
+    if ev:
+        gap = f"; {ev['unstamped']} checkpoints wait for a timestamp" if ev["unstamped"] else ""
+        print_field("evidence", f"{ev['entries']} entries, last checkpoint at entry "
+                    f"{ev['last_checkpoint']} ({ev['last_checkpoint_at'] or 'none yet'}){gap}")
     for b in data["circuit_breakers"]:
         extra = f", open for {b['open_seconds']}s" if b["state"] != "closed" else ""
         print_field("circuit", f"{b['endpoint']} on {b['instance']}: {b['state']} "
@@ -155,3 +161,22 @@ def cmd_status(args) -> int:
     for label, days in certs.items():
         print_field("certificate", f"{label}: {days} days to expiry")
     return 0
+
+
+def _evidence_summary(engine) -> dict | None:
+    from sqlalchemy import func, inspect, select
+
+    from adapter.audit.checkpoint import Checkpoint
+    from adapter.store.evidence import EvidenceHead
+
+    with engine.connect() as c:
+        if not inspect(c).has_table("evidence_head"):
+            return None
+        head = c.execute(select(EvidenceHead.seq)).scalar() or 0
+        if not inspect(c).has_table("checkpoints"):
+            return dict(entries=head, last_checkpoint=0, last_checkpoint_at=None, unstamped=0)
+        last, at = c.execute(select(Checkpoint.seq, Checkpoint.at)
+                             .order_by(Checkpoint.id.desc()).limit(1)).first() or (0, None)
+        unstamped = c.execute(select(func.count()).where(Checkpoint.tsa_token.is_(None))
+                              ).scalar()
+    return dict(entries=head, last_checkpoint=last, last_checkpoint_at=at, unstamped=unstamped)

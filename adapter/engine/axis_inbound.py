@@ -28,6 +28,7 @@ from adapter.mapping import packet_id
 from adapter.mapping.transforms import VN_TZ
 from adapter.sources.changes import SourceCursor, SourceRecord
 from adapter.sources.models import ReceivedDocumentRow, SourceBase
+from adapter.store import evidence
 from adapter.store.models import Exchange, StatusReport
 from adapter.store.repository import NewExchange, utcnow
 from adapter.store.states import State
@@ -203,6 +204,10 @@ class AxisInbound:
             c.execute(insert(StatusReport).values(
                 exchange_id=ours.id, organ_id=st.sender.organ_id, code=st.status_code,
                 description=st.description, reported_at=st.timestamp, received_at=now))
+            evidence.append(c, [evidence.Event(
+                "status", "in", st.sender.organ_id, "edoc", ours.id, None, None, None,
+                {"code": st.status_code, "description": st.description,
+                 "reported_at": st.timestamp})], enabled=self.ctx.store.evidence)
             reported = set(c.execute(select(StatusReport.organ_id).where(
                 StatusReport.exchange_id == ours.id).group_by(StatusReport.organ_id)).scalars())
             values: dict = dict(receipt_status=f"status:{st.status_code}", updated_at=now)

@@ -262,6 +262,10 @@ class ExchangeStore:
                     states.check(State.SENT, values["state"])
                 c.execute(update(EX).where(EX.c.id == ex_id, EX.c.state == State.SENT)
                           .values(updated_at=now, **values))
+            evidence.append(c, [evidence.Event("delivery-status", "out", None, None, ex_id,
+                                               None, None, None, {"status": status})
+                                for ex_id, status in results if status != "queued"],
+                            enabled=self.evidence)
 
     # ---- inbound ---------------------------------------------------------------------
 
