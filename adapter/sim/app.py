@@ -273,12 +273,9 @@ class SimulatorApp:
 
     @staticmethod
     def _receipt_into(r: etree._Element, stored: Stored) -> None:
-        t = f"{{{TNS}}}"
-        for tag, value in (("platformMessageId", stored.platform_message_id),
-                           ("packetId", stored.packet_id),
-                           ("status", "duplicate" if stored.duplicate else stored.status),
-                           ("receivedAt", stored.received_at), ("sha256", stored.sha256)):
-            etree.SubElement(r, f"{t}{tag}").text = value
+        _children(r, platformMessageId=stored.platform_message_id, packetId=stored.packet_id,
+                  status="duplicate" if stored.duplicate else stored.status,
+                  receivedAt=stored.received_at, sha256=stored.sha256)
 
     def _accept(self, op: etree._Element) -> Stored | Refusal:
         """Everything a strict platform checks, for one packet; stores it when all pass."""
@@ -346,10 +343,8 @@ class SimulatorApp:
         limit = min(int(op.findtext(f"{t}max") or "100"), 1000)
         e = etree.Element(f"{t}ListPendingPacketsResponse", nsmap={None: TNS})
         for pid, kind, sender, size in self.store.pending(recipient, limit):
-            item = etree.SubElement(e, f"{t}item")
-            for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
-                               ("size", str(size))):
-                etree.SubElement(item, f"{t}{tag}").text = value
+            _children(etree.SubElement(e, f"{t}item"), packetId=pid, kind=kind, sender=sender,
+                      size=str(size))
         return self._envelope(start_response, e)
 
     def _fetch(self, op: etree._Element, start_response) -> Iterable[bytes]:
@@ -361,10 +356,8 @@ class SimulatorApp:
             if found is None:
                 continue
             kind, sender, payload = found
-            item = etree.SubElement(e, f"{t}item")
-            for tag, value in (("packetId", pid), ("kind", kind), ("sender", sender),
-                               ("packet", base64.b64encode(payload).decode())):
-                etree.SubElement(item, f"{t}{tag}").text = value
+            _children(etree.SubElement(e, f"{t}item"), packetId=pid, kind=kind, sender=sender,
+                      packet=base64.b64encode(payload).decode())
         return self._envelope(start_response, e)
 
     def _acknowledge(self, op: etree._Element, start_response) -> Iterable[bytes]:
@@ -405,3 +398,10 @@ class SimulatorApp:
         etree.SubElement(pf, f"{{{TNS}}}reason").text = reason
         etree.SubElement(pf, f"{{{TNS}}}retryable").text = "true" if retryable else "false"
         return self._envelope(start_response, fault, status)
+
+
+def _children(parent: etree._Element, **values: str) -> etree._Element:
+    """Child elements in the LGSP namespace, in the order given."""
+    for tag, value in values.items():
+        etree.SubElement(parent, f"{{{TNS}}}{tag}").text = value
+    return parent
