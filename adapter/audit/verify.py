@@ -52,6 +52,8 @@ class Report:
     last_checkpoint_seq: int = 0
     unstamped: int = 0
     archived_to: int = 0
+    #: packet signatures verified again and found as recorded (or reported)
+    signatures: int = 0
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -60,9 +62,34 @@ class Report:
         return not self.problems
 
 
+def _signature_outcome(verifier, blob: bytes) -> str | None:
+    """valid | invalid | absent | untrusted for a THADS packet; None for other packets
+    (edXML outcomes depend on the peer's profile and are checked as recorded at receipt)."""
+    from adapter.errors import PacketError, SignatureError
+    from adapter.xml.safe import parse_untrusted
+
+    try:
+        root = parse_untrusted(blob)
+    except PacketError:
+        return "invalid"
+    if not root.tag.startswith("{urn:thads-adapter:exchange:1}"):
+        return None
+    try:
+        verifier.verify(root)
+    except SignatureError as exc:
+        return exc.outcome
+    except PacketError:
+        return "invalid"
+    return "valid"
+
+
 def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
                batch: int = 5000, tsa_ca: Path | None = None) -> Report:
     StateBase.metadata.create_all(engine, tables=[Checkpoint.__table__])
+    from adapter.crypto.verify import PacketVerifier
+
+    verifier = PacketVerifier(trust_anchors)
+    received: dict[int, str] = {}  # exchange id -> sha256 of the packet as received
     rep = Report()
     prev, expected, last = GENESIS, 1, None
     t = EvidenceEntry.__table__
@@ -110,14 +137,29 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], *,
                         rep.problems.append(Problem(e["seq"], "inserted", (
                             "it does not follow any entry of the chain (it was inserted, or "
                             "the entry before it was deleted)")))
-                if e["content_sha256"]:
+                if e["event"] == "received" and e["content_sha256"]:
+                    received[e["exchange_id"]] = e["content_sha256"]
+                sha = e["content_sha256"] or (received.get(e["exchange_id"])
+                                              if e["signature"] else None)
+                blob = None
+                if sha:
                     blob = c.execute(select(EvidenceBlob.content).where(
-                        EvidenceBlob.sha256 == e["content_sha256"])).scalar()
+                        EvidenceBlob.sha256 == sha)).scalar()
+                if e["content_sha256"]:
                     if blob is None:
                         rep.problems.append(Problem(e["seq"], "bytes", "packet bytes missing"))
                     elif hashlib.sha256(blob).hexdigest() != e["content_sha256"]:
                         rep.problems.append(Problem(e["seq"], "bytes", (
                             "packet bytes changed: their SHA-256 is not the recorded one")))
+                        blob = None
+                if blob is not None and e["signature"]:
+                    found = _signature_outcome(verifier, blob)
+                    if found is not None:
+                        rep.signatures += 1
+                        if found != e["signature"]:
+                            rep.problems.append(Problem(e["seq"], "signature", (
+                                f"recorded {e['signature']}, but the packet's signature is "
+                                f"{found}")))
                 prev, expected, last = e["entry_hash"], max(expected, e["seq"]) + 1, e
                 rep.entries += 1
             after = rows[-1].seq

@@ -40,7 +40,9 @@ def cmd_verify(args) -> int:
     from adapter.crypto.keys import load_certificates
 
     s = settings_of(args)
-    anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
+    files = dict.fromkeys([*s.signing.trust_anchors,
+                           *(a for peer in s.peers for a in peer.trust_anchors)])
+    anchors = [c for p in files for c in load_certificates(s.path(p))]
     rep = verify_log(_engine(s), anchors, tsa_ca=s.path(s.audit.tsa_ca_file))
     if args.from_seq is not None or args.to_seq is not None:
         lo, hi = args.from_seq or 0, args.to_seq if args.to_seq is not None else 10**18
@@ -48,11 +50,13 @@ def cmd_verify(args) -> int:
     if args.json:
         print_json(dict(intact=rep.intact, entries=rep.entries, checkpoints=rep.checkpoints,
                         last_checkpoint=rep.last_checkpoint_seq, unstamped=rep.unstamped,
+                        signatures_verified=rep.signatures,
                         problems=[dict(seq=p.seq, what=p.what, detail=p.detail)
                                   for p in rep.problems], notes=rep.notes))
         return 0 if rep.intact else 1
     print_field("entries", rep.entries)
     print_field("checkpoints", f"{rep.checkpoints} (last at entry {rep.last_checkpoint_seq})")
+    print_field("signatures", f"{rep.signatures} packet signatures verified again")
     if rep.intact:
         print_field("result", "INTACT: chain, packet bytes, head and checkpoints verify")
     else:

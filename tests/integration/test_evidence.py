@@ -328,3 +328,25 @@ def test_archiving_keeps_both_parts_verifiable(logged, settings, sim, config_fil
 def _first_checkpoint_seq(engine) -> int:
     with engine.connect() as c:
         return c.execute(select(func.min(Checkpoint.seq))).scalar()
+
+
+def test_packet_signatures_are_verified_again_as_recorded(logged, pki):
+    engine, anchors = logged
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
+    assert rep.intact and rep.signatures >= 40  # every signed packet, again
+
+
+def test_a_wrongly_recorded_signature_outcome_is_named(tmp_path, pki):
+    """A log that claims an unsigned packet had a valid signature."""
+    from adapter.store import evidence
+    from adapter.store.models import StateBase
+    from adapter.xml.safe import serialize
+    from tests.helpers import build_packet
+    engine = make_engine(f"sqlite:///{tmp_path}/s.db")
+    StateBase.metadata.create_all(engine)
+    with engine.begin() as c:
+        evidence.append(c, [evidence.Event("built", "out", "x", "case", 1, "p",
+                                           serialize(build_packet("case")), "valid")])
+    rep = verify_log(engine, load_certificates(pki / "ca.crt"))
+    assert [(p.what, p.seq) for p in rep.problems] == [("signature", 1)]
+    assert "recorded valid, but the packet's signature is absent" in str(rep.problems[0])
