@@ -34,8 +34,25 @@ def free_port() -> int:
 
 
 def write_bench_config(d: Path, pki: Path, *, sign_workers: int = 1, concurrency: int = 8,
-                       batch: int = 200, submit_batch: int = 50, evidence: bool = True) -> Path:
+                       batch: int = 200, submit_batch: int = 50, evidence: bool = True,
+                       simulator: str = "", routes: str | None = None) -> Path:
+    """A throw-away configuration in `d`: SQLite everywhere, the simulator on a free port.
+    `simulator` adds keys to [simulator]; `routes` replaces the two outbound routes."""
     port = free_port()
+    routes = routes if routes is not None else f"""
+[[routes]]
+name = "cases"
+kind = "case"
+recipient = "000.00.00.G22"
+interval_seconds = 1
+batch_size = {batch}
+[[routes]]
+name = "receipts"
+kind = "receipt"
+recipient = "000.00.00.G22"
+interval_seconds = 1
+batch_size = {batch}
+"""
     cfg = d / "config" / "adapter.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     cfg.write_text(f"""
@@ -59,21 +76,10 @@ batch_size = {submit_batch}
 port = {port}
 db = "{d}/var/simulator.db"
 trust_anchors = ["{pki}/ca.crt"]
+{simulator}
 [service]
 sign_workers = {sign_workers}
 [audit]
 enabled = {str(evidence).lower()}
-[[routes]]
-name = "cases"
-kind = "case"
-recipient = "000.00.00.G22"
-interval_seconds = 1
-batch_size = {batch}
-[[routes]]
-name = "receipts"
-kind = "receipt"
-recipient = "000.00.00.G22"
-interval_seconds = 1
-batch_size = {batch}
-""", encoding="utf-8")
+{routes}""", encoding="utf-8")
     return cfg

@@ -24,7 +24,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port  # noqa: E402
+from bench.common import write_bench_config  # noqa: E402
 
 
 def bare_signxml_verify_rate(data: bytes, cert_pem: bytes, seconds: float = 2.0) -> float:
@@ -39,32 +39,11 @@ def bare_signxml_verify_rate(data: bytes, cert_pem: bytes, seconds: float = 2.0)
     return n / (time.perf_counter() - t0)
 
 
-def write_config(d: Path, pki: Path, port: int, judgments: int) -> Path:
-    cfg = d / "config" / "adapter.toml"
-    cfg.parent.mkdir(parents=True)
-    cfg.write_text(f"""
-[adapter]
-organisation_id = "000.00.00.G15"
-data_dir = "{d}/var"
-state_db = "sqlite:///{d}/var/state.db"
-[source]
-url = "sqlite:///{d}/var/enforcement.db"
-[signing]
-key = "{pki}/adapter.key"
-cert = "{pki}/adapter.crt"
-trust_anchors = ["{pki}/ca.crt"]
-[lgsp]
-wsdl = "{ROOT}/schemas/wsdl/lgsp.wsdl"
-endpoint = "http://127.0.0.1:{port}/lgsp"
-[simulator]
-port = {port}
-db = "{d}/var/simulator.db"
-trust_anchors = ["{pki}/ca.crt"]
+def write_config(d: Path, pki: Path, judgments: int) -> Path:
+    return write_bench_config(d, pki, sign_workers=0, simulator=f"""
 court_key = "{pki}/court.key"
 court_cert = "{pki}/court.crt"
-demo_judgments = {judgments}
-[service]
-sign_workers = 0
+demo_judgments = {judgments}""", routes=f"""
 [[routes]]
 name = "judgments"
 kind = "judgment"
@@ -74,8 +53,7 @@ batch_size = 200
 name = "courts"
 organisation_ids = ["000.00.00.T01"]
 trust_anchors = ["{pki}/ca.crt"]
-""", encoding="utf-8")
-    return cfg
+""")
 
 
 def main() -> int:
@@ -92,15 +70,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-inbound-") as tmp:
         d = Path(tmp)
         create_dev_pki(d / "pki")
-        port = free_port()
-        cfg = write_config(d, d / "pki", port, args.judgments)
+        cfg = write_config(d, d / "pki", args.judgments)
         s = load_settings(cfg)
         t0 = time.perf_counter()
         sim = start_child(s, config_file=str(cfg), log=d / "sim.log", timeout=300)
         print(f"simulator holds {args.judgments} signed judgments "
               f"({time.perf_counter() - t0:.1f}s to build and sign)")
         try:
-            base = f"http://127.0.0.1:{port}"
+            base = f"http://127.0.0.1:{s.simulator.port}"
             first = requests.get(base + "/outbox", timeout=30).json()[0]["packet_id"]
             sample = sim_payload(s, first)
             ref = bare_signxml_verify_rate(sample, (d / "pki" / "court.crt").read_bytes())

@@ -20,7 +20,7 @@ def test_batches_are_bounded_ordered_and_complete(db_url):
         reader = ChangeReader(engine, kind, batch_size=50)
         seen, last = [], SourceCursor.decode(None)
         for batch in reader.batches(last):
-            assert 1 <= len(batch) <= 50
+            assert 0 < len(batch) <= 50
             for r in batch:
                 assert r.cursor > last
                 last = r.cursor
