@@ -83,6 +83,7 @@ max_attempts = 30
 base_delay_seconds = 0.05
 max_delay_seconds = 0.5
 lease_seconds = 30
+breaker_open_seconds = 1
 
 [simulator]
 embedded = {str(sim_embedded).lower()}

@@ -139,7 +139,7 @@ def test_outage_and_flaky_platform_lose_nothing_and_duplicate_nothing(demo, sim)
     settings = settings.model_copy(update={"lgsp": settings.lgsp.model_copy(
         update={"batch_size": 3, "operation_timeout": 1.0})})
     sim.control(down_for_seconds=1.0, error_rate=0.3, lost_response_rate=0.3, seed=7,
-                reset_rate=0.1, timeout_rate=0.05, timeout_seconds=1.5, spike_rate=0.1,
+                reset_rate=0.15, timeout_rate=0.15, timeout_seconds=1.5, spike_rate=0.1,
                 spike_ms=400)
     code, _ = run(settings)
     assert code == 0
