@@ -108,6 +108,26 @@ tsa_ca_file = "{pki}/ca.crt"
     return cfg
 
 
+AXIS_BTP, AXIS_HCM = "000.00.00.G15", "000.00.79.H29"
+
+
+def axis_toml(pki: Path, port: int, system_id: str = "btp") -> str:
+    """[axis] for `system_id`, and the simulated axis knowing both demo systems
+    (btp: the ministry, hcm: a provincial office), all with the dev PKI's shared secret."""
+    clients = "".join(f"""
+[[simulator.axis_clients]]
+system_id = "{sid}"
+organisation_id = "{org}"
+secret_file = "{pki}/axis.secret"
+""" for sid, org in (("btp", AXIS_BTP), ("hcm", AXIS_HCM)))
+    return f"""
+[axis]
+endpoint = "http://127.0.0.1:{port}/axis"
+system_id = "{system_id}"
+secret_file = "{pki}/axis.secret"
+{clients}"""
+
+
 @pytest.fixture
 def config_file(tmp_path, pki) -> Path:
     return write_config(tmp_path, pki, sim_port=free_port())

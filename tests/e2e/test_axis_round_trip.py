@@ -15,29 +15,15 @@ from adapter.sim.server import build_app
 from adapter.sources.models import DecisionRow, ReceivedDocumentRow
 from adapter.sources.synth import generate
 from adapter.store.models import Exchange, StatusReport
-from tests.conftest import free_port, serve_wsgi, write_config
+from tests.conftest import AXIS_BTP, AXIS_HCM, axis_toml, free_port, serve_wsgi, write_config
 
 pytestmark = pytest.mark.slow
-BTP, HCM = "000.00.00.G15", "000.00.79.H29"
+BTP, HCM = AXIS_BTP, AXIS_HCM
 
 
 def config(d, pki, port, *, me, system_id, routes, peer_org, peer_name):
-    cfg = write_config(d, pki, sim_port=port, routes=routes, extra=f"""
-[axis]
-endpoint = "http://127.0.0.1:{port}/axis"
-system_id = "{system_id}"
-secret_file = "{pki}/axis.secret"
-
-[[simulator.axis_clients]]
-system_id = "btp"
-organisation_id = "{BTP}"
-secret_file = "{pki}/axis.secret"
-
-[[simulator.axis_clients]]
-system_id = "hcm"
-organisation_id = "{HCM}"
-secret_file = "{pki}/axis.secret"
-
+    cfg = write_config(d, pki, sim_port=port, routes=routes,
+                       extra=axis_toml(pki, port, system_id) + f"""
 [[peers]]
 name = "{peer_name}"
 organisation_ids = ["{peer_org}"]

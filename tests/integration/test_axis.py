@@ -11,30 +11,15 @@ from adapter.errors import RejectedByPeer
 from adapter.sim.server import build_app
 from adapter.transports.axis import AxisTransport
 from adapter.transports.axis_auth import AxisAuthError, check_headers, sign_headers, timestamp
-from tests.conftest import free_port, serve_wsgi, write_config
+from tests.conftest import AXIS_BTP, AXIS_HCM, axis_toml, free_port, serve_wsgi, write_config
 
-BTP, HCM = "000.00.00.G15", "000.00.79.H29"
+BTP, HCM = AXIS_BTP, AXIS_HCM
 
 
 @pytest.fixture
 def axis_sim(tmp_path, pki):
     port = free_port()
-    cfg = write_config(tmp_path, pki, sim_port=port, extra=f"""
-[axis]
-endpoint = "http://127.0.0.1:{port}/axis"
-system_id = "btp"
-secret_file = "{pki}/axis.secret"
-
-[[simulator.axis_clients]]
-system_id = "btp"
-organisation_id = "{BTP}"
-secret_file = "{pki}/axis.secret"
-
-[[simulator.axis_clients]]
-system_id = "hcm"
-organisation_id = "{HCM}"
-secret_file = "{pki}/axis.secret"
-""")
+    cfg = write_config(tmp_path, pki, sim_port=port, extra=axis_toml(pki, port))
     s = load_settings(cfg)
     served = serve_wsgi(build_app(s), settings=s, port=port)
     yield s
