@@ -9,22 +9,8 @@ from adapter.edxml import parse_edxml, verify_edxml_signature
 from adapter.errors import PacketError
 from adapter.xml.safe import parse_untrusted
 
-
-def _samples() -> Path:
-    """The official samples live in shared/ beside the checkout (never copied, never edited);
-    THADS_SHARED_DIR points elsewhere when the checkout is not beside it."""
-    import os
-    starts = [Path(os.environ["THADS_SHARED_DIR"])] if os.environ.get("THADS_SHARED_DIR") \
-        else [p / "shared" for p in Path(__file__).resolve().parents]
-    for base in starts:
-        d = base / "fixtures" / "edxml" / "vpcp-samples"
-        if d.is_dir():
-            return d
-    raise FileNotFoundError("official edXML samples not found: put shared/ beside the "
-                            "checkout or set THADS_SHARED_DIR")
-
-
-SAMPLES = _samples()
+#: the public VPCP SDK samples, copied unchanged into the project (see the README there)
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "edxml" / "vpcp-samples"
 
 STATUS = {"status.edxml": "01", "status_inbox_01.edxml": "01", "status_rejection_02.edxml": "02",
           "status_acceptance_03.edxml": "03", "status_assignment_04.edxml": "04",
