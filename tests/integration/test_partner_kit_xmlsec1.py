@@ -56,9 +56,11 @@ def xmlsec1_verify(packet: Path, ca: Path, *extra: str) -> subprocess.CompletedP
                cwd=packet.parent)
 
 
-def test_the_guide_shows_one_xmlsec1_check_per_signed_example_and_never_insecure():
+def test_the_guide_shows_one_check_per_signed_example_and_never_insecure():
     cmds = guide_commands("xmlsec1")
     assert sorted(c[-1] for c in cmds) == sorted(file_name(k, True) for k in KINDS)
+    cli = guide_commands("thads-adapter")
+    assert sorted(Path(c[-1]).name for c in cli) == sorted(file_name(k, True) for k in KINDS)
     for c in cmds:
         assert c[:2] == ["xmlsec1", "--verify"] and "--trusted-pem" in c, c
     assert "--insecure" not in " ".join(" ".join(c) for c in cmds)
