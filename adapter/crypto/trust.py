@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -195,6 +196,16 @@ class SignerPin:
             return
         raise UntrustedCertificate(f"{cert.subject.rfc4514_string()!r} is not a signer "
                                    f"configured for {self.owner}")
+
+
+def peer_pin(peer, resolve: Callable[[str], Path]) -> SignerPin | None:
+    """The pin configured for a peer (`[[peers]] signer_subjects / signer_certificates`),
+    certificate paths resolved with `resolve` (Settings.path); None when nothing is pinned."""
+    from adapter.crypto.keys import load_certificates
+
+    certs = [c for p in peer.signer_certificates for c in load_certificates(resolve(p))]
+    pin = SignerPin.of(peer.signer_subjects, certs, owner=f"peer {peer.name}")
+    return pin or None
 
 
 def parse_subject(text: str) -> x509.Name:

@@ -197,3 +197,23 @@ def test_another_peers_signer_under_the_same_ca_is_untrusted(pki, anchors):
 def test_malformed_subject_is_refused():
     with pytest.raises(ValueError, match="RFC 4514"):
         SignerPin.of(["CN=x,,=y"])
+
+
+def test_peer_configuration_names_its_signers(pki, tmp_path, anchors):
+    from adapter.config import PeerSection
+    from adapter.crypto.trust import peer_pin
+
+    court = _cert(pki, "court")
+    peer = PeerSection(name="toa-an", organisation_ids=["000.00.00.T01"],
+                       trust_anchors=[str(pki / "ca.crt")],
+                       signer_subjects=["CN=nobody,C=VN"],
+                       signer_certificates=[str(pki / "court.crt")])
+    pin = peer_pin(peer, lambda p: tmp_path / p)  # absolute paths resolve to themselves
+    verify_signer(court, [], anchors, Purpose.THADS_PACKET, pin=pin)
+    with pytest.raises(UntrustedCertificate, match="peer toa-an"):
+        verify_signer(_cert(pki, "adapter"), [], anchors, Purpose.THADS_PACKET, pin=pin)
+    bare = PeerSection(name="x", organisation_ids=["000.00.00.T01"], trust_anchors=["a"])
+    assert peer_pin(bare, lambda p: tmp_path / p) is None
+    with pytest.raises(ValueError, match="RFC 4514"):
+        PeerSection(name="x", organisation_ids=["000.00.00.T01"], trust_anchors=["a"],
+                    signer_subjects=["not a name"])
