@@ -57,10 +57,12 @@ def test_adapter_signature_passes_xmlsec1(tmp_path, pki, kind):
     assert bad.returncode != 0
 
 
-def test_xmlsec1_signature_passes_the_adapter_verifier(tmp_path, pki):
+@pytest.mark.parametrize("tail", ["", "\n"])
+def test_xmlsec1_signature_passes_the_adapter_verifier(tmp_path, pki, tail):
+    """Also with whitespace after the Signature: the enveloped transform keeps it."""
     root = build_packet("case")
     tmpl = serialize(root).decode().replace(
-        "</Case>", TEMPLATE.format(id=root.get("Id")) + "</Case>")
+        "</Case>", TEMPLATE.format(id=root.get("Id")) + tail + "</Case>")
     (tmp_path / "tmpl.xml").write_text(tmpl, encoding="utf-8")
     out = tmp_path / "signed.xml"
     r = subprocess.run([XMLSEC1, "--sign", "--privkey-pem",
