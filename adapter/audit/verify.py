@@ -16,12 +16,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from cryptography.x509 import verification
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from adapter.audit.checkpoint import Checkpoint, statement
 from adapter.audit.timestamp import verify_token
+from adapter.crypto.trust import Purpose, UntrustedCertificate, verify_signer
 from adapter.store.evidence import (
     GENESIS,
     EvidenceArchive,
@@ -228,11 +228,8 @@ def _check_checkpoint(cp, anchors: list[x509.Certificate]) -> str | None:
     except (ValueError, InvalidSignature):
         return "forged checkpoint: the signature does not verify"
     try:
-        (verification.PolicyBuilder().store(verification.Store(anchors))
-         .extension_policies(ee_policy=verification.ExtensionPolicy.permit_all(),
-                             ca_policy=verification.ExtensionPolicy.webpki_defaults_ca())
-         .build_client_verifier().verify(cert, []))
-    except verification.VerificationError as exc:
+        verify_signer(cert, [], anchors, Purpose.CHECKPOINT)
+    except UntrustedCertificate as exc:
         return f"forged checkpoint: signed by an untrusted key ({exc})"
     return None
 

@@ -36,9 +36,8 @@ def cmd_dev_pki(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from cryptography.x509 import verification
-
     from adapter.crypto.keys import load_certificates, load_identity
+    from adapter.crypto.trust import SIGNING_PURPOSES, UntrustedCertificate, verify_signer
 
     s = settings_of(args)
     ident = load_identity(s.path(s.signing.key), s.path(s.signing.cert),
@@ -46,13 +45,11 @@ def cmd_check(args) -> int:
     anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
     now = dt.datetime.now(dt.UTC)
     rows, bad = [], False
-    try:
-        (verification.PolicyBuilder().store(verification.Store(anchors))
-         .extension_policies(ee_policy=verification.ExtensionPolicy.permit_all(),
-                             ca_policy=verification.ExtensionPolicy.webpki_defaults_ca())
-         .build_client_verifier().verify(ident.cert, list(ident.chain)))
+    try:  # our key signs packets, edXML and checkpoints: it must pass every signing policy
+        for purpose in SIGNING_PURPOSES:
+            verify_signer(ident.cert, list(ident.chain), anchors, purpose)
         chain = "ok"
-    except verification.VerificationError as exc:
+    except UntrustedCertificate as exc:
         chain, bad = f"NOT TRUSTED: {exc}", True
     days = ident.days_to_expiry(now)
     bad |= days < 0

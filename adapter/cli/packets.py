@@ -56,14 +56,14 @@ def etree_name(root) -> str:
 
 def cmd_sign(args) -> int:
     from adapter.engine.build import PacketBuilder
-    from adapter.xml.safe import parse_untrusted, serialize
+    from adapter.xml.safe import parse_untrusted
 
     s = settings_of(args)
     builder = PacketBuilder(s)
     try:
         root = parse_untrusted(_read(args.file), name=args.file)
         builder.schemas.check(root, packet=args.file)
-        signed = serialize(builder.signer.sign(root, packet=args.file))
+        signed = builder.signer.sign_bytes(root, packet=args.file)
     except PacketError as exc:
         print(f"{args.file}: not signed: {exc}", file=sys.stderr)
         return 1

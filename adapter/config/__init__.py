@@ -179,6 +179,11 @@ class PeerSection(_Section):
     organisation_ids: list[OrgId]
     #: CA certificates whose signers may sign for this peer.
     trust_anchors: list[str]
+    #: the peer's own signers, so another agency's certificate under the same CA cannot sign
+    #: for it: subjects (RFC 4514, "CN=...,O=...,C=VN") and/or certificate files (PEM).
+    #: Both empty: any signer under trust_anchors.
+    signer_subjects: list[str] = []
+    signer_certificates: list[str] = []
     #: reject: quarantine packets whose signature is not valid and trusted;
     #: flag: import them anyway and record the outcome for the auditor.
     signature_policy: Literal["reject", "flag"] = "reject"
@@ -189,6 +194,15 @@ class PeerSection(_Section):
     address: str = ""
     #: accept malformed organisation ids (28.22.H17) from this peer, with a warning.
     tolerant_org_ids: bool = False
+
+    @field_validator("signer_subjects")
+    @classmethod
+    def _subjects_parse(cls, v: list[str]) -> list[str]:
+        from adapter.crypto.trust import parse_subject
+
+        for s in v:
+            parse_subject(s)
+        return v
 
 
 class InboundSection(_Section):

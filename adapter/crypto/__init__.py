@@ -2,7 +2,9 @@
 
 from adapter.crypto.keys import SigningIdentity, load_certificates, load_identity
 from adapter.crypto.sign import PacketSigner
+from adapter.crypto.trust import Purpose, SignerPin, UntrustedCertificate, verify_signer
 from adapter.crypto.verify import PacketVerifier, VerifiedPacket
 
-__all__ = ["PacketSigner", "PacketVerifier", "SigningIdentity", "VerifiedPacket",
-           "load_certificates", "load_identity"]
+__all__ = ["PacketSigner", "PacketVerifier", "Purpose", "SignerPin", "SigningIdentity",
+           "UntrustedCertificate", "VerifiedPacket", "load_certificates", "load_identity",
+           "verify_signer"]

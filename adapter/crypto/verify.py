@@ -3,8 +3,9 @@
 Defences (PITFALLS.md): the signature must be a direct child of the packet root (no
 wrapping), carry exactly one reference and it must be `#<root Id>`, the Id must be unique in
 the document, the algorithms must be in the accepted profile, and the signer must chain to
-a configured trust anchor. Callers get back only `VerifiedPacket.root`, built from signxml's
-`signed_xml`: the bytes the signature covers, never the tree that was handed in.
+a configured trust anchor under the THADS packet signer policy and, when the peer names its
+signers, be one of them (trust.py). Callers get back only `VerifiedPacket.root`, built
+from signxml's `signed_xml`: the bytes the signature covers, never the tree that was handed in.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509 import verification
 from lxml import etree
 from signxml import (
     InvalidCertificate,
@@ -30,6 +30,13 @@ from signxml import (
 from signxml.exceptions import InvalidDigest
 
 from adapter.crypto.constants import ACCEPTED_DIGESTS, ACCEPTED_SIGNATURE_METHODS, DSIG_NS
+from adapter.crypto.trust import (
+    Purpose,
+    SignerPin,
+    UntrustedCertificate,
+    trust_store,
+    verify_signer,
+)
 from adapter.errors import SignatureError
 from adapter.xml.safe import _parser, parse_untrusted
 
@@ -48,26 +55,22 @@ class VerifiedPacket:
         return self.signer.subject.rfc4514_string()
 
 
-def _ee_policy() -> verification.ExtensionPolicy:
-    def need_signature_usage(policy, cert, ku: x509.KeyUsage) -> None:
-        if not ku.digital_signature:
-            raise ValueError("certificate KeyUsage does not allow digitalSignature")
-
-    return verification.ExtensionPolicy.permit_all().require_present(
-        x509.KeyUsage, verification.Criticality.AGNOSTIC, need_signature_usage)
-
-
 class PacketVerifier:
-    """One per process and trust store; caches chain checks for `chain_cache_seconds`."""
+    """One per process and trust store; caches chain checks for `chain_cache_seconds`.
+
+    `pin` restricts the signers to those configured for the peer (trust.SignerPin); the
+    chain and its purpose are checked by trust.verify_signer, as for every signature."""
 
     def __init__(self, trust_anchors: Iterable[x509.Certificate], *,
+                 pin: SignerPin | None = None, purpose: Purpose = Purpose.THADS_PACKET,
                  chain_cache_seconds: float = 300.0,
                  signature_methods=ACCEPTED_SIGNATURE_METHODS,
                  digests=ACCEPTED_DIGESTS) -> None:
         self._anchors = list(trust_anchors)
         if not self._anchors:
             raise ValueError("at least one trust anchor is required")
-        self._store = verification.Store(self._anchors)
+        self._store = trust_store(self._anchors)
+        self._pin, self._purpose = pin, purpose
         self._ttl = chain_cache_seconds
         self._chains: dict[bytes, float] = {}
         self._lock = threading.Lock()
@@ -83,16 +86,11 @@ class PacketVerifier:
             fresh = self._chains.get(fp, 0.0) > now
             if fresh and leaf.not_valid_after_utc > dt.datetime.now(dt.UTC):
                 return
-        verifier = (verification.PolicyBuilder().store(self._store)
-                    .extension_policies(ee_policy=_ee_policy(),
-                                        ca_policy=verification.ExtensionPolicy.webpki_defaults_ca())
-                    .build_client_verifier())
         try:
-            verifier.verify(leaf, intermediates)
-        except verification.VerificationError as exc:
-            raise SignatureError(
-                f"signer {leaf.subject.rfc4514_string()!r} is not trusted: {exc}",
-                outcome="untrusted", packet=packet, where="Signature/KeyInfo") from None
+            verify_signer(leaf, intermediates, self._store, self._purpose, pin=self._pin)
+        except UntrustedCertificate as exc:
+            raise SignatureError(f"signer {exc}", outcome="untrusted", packet=packet,
+                                 where="Signature/KeyInfo") from None
         with self._lock:
             self._chains[fp] = now + self._ttl
 

@@ -13,11 +13,18 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from lxml import etree
 
-from adapter.crypto.constants import DSIG_NS
+from adapter.crypto.constants import (
+    C14N,
+    DIGESTS,
+    DSIG_NS,
+    EDXML_PROFILES,
+    ENVELOPED,
+    SIGNATURES,
+)
 from adapter.crypto.keys import SigningIdentity
 from adapter.edxml.model import (
     EDXML_NS,
@@ -27,21 +34,10 @@ from adapter.edxml.model import (
     StatusPacket,
 )
 from adapter.edxml.parse import STRICT_ORGAN_ID, detect_type
-from adapter.edxml.signature import ENVELOPED
 from adapter.errors import PacketError
 
 E = f"{{{EDXML_NS}}}"
 DS = f"{{{DSIG_NS}}}"
-_PROFILE = {
-    "default": ("http://www.w3.org/2001/10/xml-exc-c14n#",
-                "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256", hashes.SHA256(),
-                "http://www.w3.org/2001/04/xmlenc#sha256", "sha256"),
-    "legacy": ("http://www.w3.org/TR/2001/REC-xml-c14n-20010315",
-               "http://www.w3.org/2000/09/xmldsig#rsa-sha1", hashes.SHA1(),
-               "http://www.w3.org/2000/09/xmldsig#sha1", "sha1"),
-}
-
-
 def _sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
     el = etree.SubElement(parent, E + tag)
     if text is not None:
@@ -165,15 +161,16 @@ def build_status(st: StatusPacket) -> etree._Element:
 def sign_edxml(root: etree._Element, identity: SigningIdentity, *,
                profile: str = "default") -> etree._Element:
     """Add the enveloped signature over the whole packet to edXMLHeader, in place."""
-    c14n_alg, sig_alg, sig_hash, digest_alg, digest_name = _PROFILE[profile]
+    p = EDXML_PROFILES[profile]
+    c14n_alg, sig_alg, digest_alg = p.c14n, p.signature, p.digest
     if not isinstance(identity.key, rsa.RSAPrivateKey):
         raise PacketError("edXML signatures use RSA keys")
     header = root.find(f"{E}edXMLEnvelope/{E}edXMLHeader")
     for old in header.findall(DS + "Signature") + header.findall(E + "Signature"):
         header.remove(old)
-    exclusive = c14n_alg.endswith("exc-c14n#")
-    digest = hashlib.new(digest_name, etree.tostring(root, method="c14n",
-                                                     exclusive=exclusive)).digest()
+    c14n = C14N[c14n_alg].lxml_args()
+    digest = hashlib.new(DIGESTS[digest_alg], etree.tostring(root, method="c14n",
+                                                             **c14n)).digest()
     sig = etree.SubElement(header, DS + "Signature", nsmap={"ds": DSIG_NS})
     si = etree.SubElement(sig, DS + "SignedInfo")
     etree.SubElement(si, DS + "CanonicalizationMethod", Algorithm=c14n_alg)
@@ -184,8 +181,8 @@ def sign_edxml(root: etree._Element, identity: SigningIdentity, *,
     etree.SubElement(transforms, DS + "Transform", Algorithm=c14n_alg)
     etree.SubElement(ref, DS + "DigestMethod", Algorithm=digest_alg)
     etree.SubElement(ref, DS + "DigestValue").text = base64.b64encode(digest).decode()
-    signed_info = etree.tostring(si, method="c14n", exclusive=exclusive)
-    value = identity.key.sign(signed_info, padding.PKCS1v15(), sig_hash)
+    signed_info = etree.tostring(si, method="c14n", **c14n)
+    value = identity.key.sign(signed_info, padding.PKCS1v15(), SIGNATURES[sig_alg].hash())
     etree.SubElement(sig, DS + "SignatureValue").text = base64.b64encode(value).decode()
     x509_data = etree.SubElement(etree.SubElement(sig, DS + "KeyInfo"), DS + "X509Data")
     der = identity.cert.public_bytes(serialization.Encoding.DER)

@@ -13,38 +13,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import copy
 import hashlib
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509 import verification
 from lxml import etree
 
-from adapter.crypto.constants import DSIG_NS
+from adapter.crypto.constants import C14N, C14N_INCLUSIVE, DSIG_NS, EDXML_PROFILES, ENVELOPED
+from adapter.crypto.constants import DIGESTS as _DIGESTS
+from adapter.crypto.constants import SIGNATURES as _SIGNATURES
+from adapter.crypto.trust import Purpose, SignerPin, UntrustedCertificate, verify_signer
 from adapter.edxml.model import EDXML_NS, SignatureOutcome
 
-_C14N = {
-    "http://www.w3.org/TR/2001/REC-xml-c14n-20010315": dict(exclusive=False, with_comments=False),
-    "http://www.w3.org/2001/10/xml-exc-c14n#": dict(exclusive=True, with_comments=False),
-    # seen in real packets: a misspelt exclusive c14n URI; treated as exclusive c14n
-    "http://www.w3.org/TR/xml-exc-c14n#": dict(exclusive=True, with_comments=False),
-}
-ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-PROFILES = {
-    "default": {
-        "signature": {"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256()},
-        "digest": {"http://www.w3.org/2001/04/xmlenc#sha256": "sha256"},
-    },
-    "legacy": {
-        "signature": {"http://www.w3.org/2001/04/xmldsig-more#rsa-sha256": hashes.SHA256(),
-                      "http://www.w3.org/2000/09/xmldsig#rsa-sha1": hashes.SHA1()},
-        "digest": {"http://www.w3.org/2001/04/xmlenc#sha256": "sha256",
-                   "http://www.w3.org/2000/09/xmldsig#sha1": "sha1"},
-    },
-}
+__all__ = ["ENVELOPED", "verify_edxml_signature"]
 
 
 def _find_signature(root: etree._Element) -> tuple[etree._Element | None, bool]:
@@ -59,17 +41,47 @@ def _find_signature(root: etree._Element) -> tuple[etree._Element | None, bool]:
 
 
 def _c14n(el: etree._Element, method: str) -> bytes:
-    return etree.tostring(el, method="c14n", **_C14N[method])
+    return etree.tostring(el, method="c14n", **C14N[method].lxml_args())
+
+
+def _enveloped(root: etree._Element, sig: etree._Element, method: str) -> bytes:
+    """The enveloped-signature transform, then c14n: the document without the Signature
+    element and its descendants, every text node kept. lxml's remove() takes the element's
+    tail (the whitespace after it) with it, so a template signer's output (xmlsec1 writes
+    the Signature where the template put it, newline after) would read as a digest mismatch;
+    the tail is handed to the node before it instead. The tree is restored afterwards, not
+    copied: an axis document may carry megabytes of attachments."""
+    parent = sig.getparent()
+    index, tail, prev = parent.index(sig), sig.tail, sig.getprevious()
+    before = prev.tail if prev is not None else parent.text
+    if tail:
+        if prev is not None:
+            prev.tail = (before or "") + tail
+        else:
+            parent.text = (before or "") + tail
+    parent.remove(sig)
+    try:
+        return _c14n(root, method)
+    finally:
+        if prev is not None:
+            prev.tail = before
+        else:
+            parent.text = before
+        parent.insert(index, sig)
+        sig.tail = tail
 
 
 def verify_edxml_signature(root: etree._Element, trust_anchors: list[x509.Certificate], *,
-                           profile: str = "default") -> SignatureOutcome:
+                           profile: str = "default",
+                           pin: SignerPin | None = None) -> SignatureOutcome:
+    """The signature's outcome; the signer is held to the edXML signer policy (trust.py)
+    and, with `pin`, must be one the peer is configured to sign with."""
     sig, in_dsig = _find_signature(root)
     if sig is None:
         return SignatureOutcome("absent", "no Signature in edXMLHeader")
     ns = f"{{{DSIG_NS if in_dsig else EDXML_NS}}}"
     out = SignatureOutcome("invalid", in_dsig_namespace=in_dsig)
-    allowed = PROFILES[profile]
+    allowed = EDXML_PROFILES[profile]
     others = [s for s in root.iter(f"{{{DSIG_NS}}}Signature", f"{{{EDXML_NS}}}Signature")
               if s is not sig]
     if others:
@@ -89,19 +101,18 @@ def verify_edxml_signature(root: etree._Element, trust_anchors: list[x509.Certif
     transforms = [t.get("Algorithm") for t in ref.iterfind(f"{ns}Transforms/{ns}Transform")]
     digest_alg = ref.find(ns + "DigestMethod").get("Algorithm") \
         if ref.find(ns + "DigestMethod") is not None else ""
-    if c14n_alg not in _C14N:
+    if c14n_alg not in C14N:
         out.detail = f"canonicalization {c14n_alg!r} not supported"
         return out
-    if sig_alg not in allowed["signature"] or digest_alg not in allowed["digest"]:
+    if sig_alg not in allowed.accepted_signatures or digest_alg not in allowed.accepted_digests:
         out.detail = (f"algorithms {sig_alg.rsplit('#', 1)[-1]}/{digest_alg.rsplit('#', 1)[-1]}"
                       f" are not allowed under the {profile!r} profile")
         return out
     if not transforms or transforms[0] != ENVELOPED or len(transforms) > 2 or \
-            any(t not in _C14N for t in transforms[1:]):
+            any(t not in C14N for t in transforms[1:]):
         out.detail = f"unexpected transforms {transforms}"
         return out
-    ref_c14n = transforms[1] if len(transforms) == 2 else \
-        "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
+    ref_c14n = transforms[1] if len(transforms) == 2 else C14N_INCLUSIVE
     try:
         cert_b64 = sig.findtext(f"{ns}KeyInfo/{ns}X509Data/{ns}X509Certificate") or ""
         cert = x509.load_der_x509_certificate(base64.b64decode("".join(cert_b64.split())))
@@ -111,11 +122,7 @@ def verify_edxml_signature(root: etree._Element, trust_anchors: list[x509.Certif
         out.detail = f"unreadable certificate or signature value: {exc}"
         return out
     out.signer = cert.subject.rfc4514_string()
-    # digest of the document with the signature taken out (the enveloped transform)
-    doc = copy.deepcopy(root)
-    twin, _ = _find_signature(doc)
-    twin.getparent().remove(twin)
-    digest = hashlib.new(allowed["digest"][digest_alg], _c14n(doc, ref_c14n)).digest()
+    digest = hashlib.new(_DIGESTS[digest_alg], _enveloped(root, sig, ref_c14n)).digest()
     if digest != expected:
         out.detail = "digest mismatch: the packet is not what was signed (copied signature?)"
         return out
@@ -124,17 +131,12 @@ def verify_edxml_signature(root: etree._Element, trust_anchors: list[x509.Certif
         out.detail = "only RSA signatures are supported for edXML"
         return out
     try:
-        key.verify(value, _c14n(si, c14n_alg), padding.PKCS1v15(),
-                   allowed["signature"][sig_alg])
+        key.verify(value, _c14n(si, c14n_alg), padding.PKCS1v15(), _SIGNATURES[sig_alg].hash())
     except InvalidSignature:
         out.detail = "signature value does not match SignedInfo"
         return out
     try:
-        (verification.PolicyBuilder().store(verification.Store(trust_anchors))
-         .extension_policies(ee_policy=verification.ExtensionPolicy.permit_all(),
-                             ca_policy=verification.ExtensionPolicy.webpki_defaults_ca())
-         .build_client_verifier().verify(cert, []))
-    except verification.VerificationError as exc:
-        return SignatureOutcome("untrusted", f"signer not trusted: {exc}", sig_alg,
-                                out.signer, in_dsig)
+        verify_signer(cert, [], trust_anchors, Purpose.EDXML, pin=pin)
+    except UntrustedCertificate as exc:
+        return SignatureOutcome("untrusted", f"signer {exc}", sig_alg, out.signer, in_dsig)
     return SignatureOutcome("valid", "", sig_alg, out.signer, in_dsig)

@@ -63,7 +63,7 @@ class PacketBuilder:
         try:
             tree = self.mappings[record.kind].to_xml(record.data, header)
             self.schemas.check(tree, packet=f"{record.kind} {record.key}")
-            payload = serialize(self.signer.sign(tree, packet=pid))
+            payload = self.signer.sign_bytes(tree, packet=pid)
         except PacketError as exc:
             return NewExchange(**base, error=str(exc))
         return NewExchange(**base, payload=payload)

@@ -57,10 +57,23 @@ def test_adapter_signature_passes_xmlsec1(tmp_path, pki, kind):
     assert bad.returncode != 0
 
 
-def test_xmlsec1_signature_passes_the_adapter_verifier(tmp_path, pki):
+def test_ecdsa_signature_passes_xmlsec1(tmp_path, pki):
+    signer = PacketSigner(load_identity(pki / "adapter-ec.key", pki / "adapter-ec.crt"),
+                          "ecdsa-sha256")
+    packet = tmp_path / "signed.xml"
+    packet.write_bytes(signer.sign_bytes(build_packet("receipt")))
+    ok = xmlsec_verify(packet, pki / "ca.crt", "Receipt")
+    assert ok.returncode == 0, ok.stderr
+    packet.write_bytes(packet.read_bytes().replace(b"000.00.00.G22", b"000.00.00.G23", 1))
+    assert xmlsec_verify(packet, pki / "ca.crt", "Receipt").returncode != 0
+
+
+@pytest.mark.parametrize("tail", ["", "\n"])
+def test_xmlsec1_signature_passes_the_adapter_verifier(tmp_path, pki, tail):
+    """Also with whitespace after the Signature: the enveloped transform keeps it."""
     root = build_packet("case")
     tmpl = serialize(root).decode().replace(
-        "</Case>", TEMPLATE.format(id=root.get("Id")) + "</Case>")
+        "</Case>", TEMPLATE.format(id=root.get("Id")) + tail + "</Case>")
     (tmp_path / "tmpl.xml").write_text(tmpl, encoding="utf-8")
     out = tmp_path / "signed.xml"
     r = subprocess.run([XMLSEC1, "--sign", "--privkey-pem",

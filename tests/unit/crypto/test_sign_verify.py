@@ -8,6 +8,7 @@ from lxml import etree
 
 from adapter.crypto import PacketSigner, PacketVerifier, load_certificates, load_identity
 from adapter.crypto.constants import DSIG_NS
+from adapter.crypto.sign import SignxmlSigner
 from adapter.errors import SignatureError
 from adapter.xml.safe import parse_untrusted, serialize
 from tests.helpers import N, build_packet
@@ -15,9 +16,11 @@ from tests.helpers import N, build_packet
 DS = f"{{{DSIG_NS}}}"
 
 
-@pytest.fixture(scope="module")
-def signer(pki):
-    return PacketSigner(load_identity(pki / "adapter.key", pki / "adapter.crt"))
+@pytest.fixture(scope="module", params=["profile", "signxml"])
+def signer(pki, request):
+    """Every case runs on the profile signer's output and on signxml's (its reference)."""
+    cls = PacketSigner if request.param == "profile" else SignxmlSigner
+    return cls(load_identity(pki / "adapter.key", pki / "adapter.crt"))
 
 
 @pytest.fixture(scope="module")

@@ -161,3 +161,51 @@ def test_xmlsec1_edxml_signature_passes_our_verifier(tmp_path, pki, anchors):
                         str(tmpl)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert verify(parse_untrusted(out.read_bytes()), anchors).outcome == "valid"
+
+
+@pytest.mark.xmlsec1
+@pytest.mark.parametrize("where", ["last", "first"])
+def test_xmlsec1_signature_with_whitespace_after_it_verifies(tmp_path, pki, anchors, where):
+    """The enveloped transform removes the Signature element only: the whitespace after it
+    (its tail) stays in the digest. A template signer such as xmlsec1 signs the document as
+    laid out, newline after the Signature included; dropping that tail with the element
+    (lxml's remove()) made a valid signature read as a digest mismatch."""
+    assert XMLSEC1, "xmlsec1 is required (make test installs it)"
+    root = build_document(document())
+    header = root.find(f"{{{EDXML_NS}}}edXMLEnvelope/{{{EDXML_NS}}}edXMLHeader")
+    sig = etree.fromstring(
+        b'<ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#">\n<ds:SignedInfo>\n'
+        b'<ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/>\n'
+        b'<ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/>\n'
+        b'<ds:Reference URI=""><ds:Transforms>\n'
+        b'<ds:Transform Algorithm="http://www.w3.org/2000/09/xmldsig#enveloped-signature"/>\n'
+        b'<ds:Transform Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/></ds:Transforms>\n'
+        b'<ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/>\n'
+        b'<ds:DigestValue/></ds:Reference></ds:SignedInfo>\n<ds:SignatureValue/>\n'
+        b'<ds:KeyInfo><ds:X509Data/></ds:KeyInfo>\n</ds:Signature>')
+    header.text = "\n    "
+    header[0].tail = "\n    "
+    if where == "last":
+        header.append(sig)
+        sig.tail = "\n  "
+    else:
+        header.insert(0, sig)
+        sig.tail = "\n    "
+    tmpl, out = tmp_path / "t.edxml", tmp_path / "s.edxml"
+    tmpl.write_bytes(serialize(root))
+    r = subprocess.run([XMLSEC1, "--sign", "--privkey-pem",
+                        f"{pki / 'adapter.key'},{pki / 'adapter.crt'}", "--output", str(out),
+                        str(tmpl)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    signed = out.read_bytes()
+    assert b"</ds:Signature>\n  " in signed or b"</ds:Signature>\n    " in signed
+    parsed = parse_untrusted(signed)
+    before = etree.tostring(parsed)
+    assert verify(parsed, anchors).outcome == "valid"
+    assert etree.tostring(parsed) == before  # the transform leaves the tree as it was
+    # the whitespace is signed: changing it breaks the signature, as in xmlsec1
+    moved = signed.replace(b"</ds:Signature>\n", b"</ds:Signature>\n ", 1)
+    assert verify(parse_untrusted(moved), anchors).outcome == "invalid"
+    (tmp_path / "m.edxml").write_bytes(moved)
+    assert subprocess.run([XMLSEC1, "--verify", "--trusted-pem", str(pki / "ca.crt"),
+                           str(tmp_path / "m.edxml")], capture_output=True).returncode != 0
