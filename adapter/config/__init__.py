@@ -10,24 +10,35 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from adapter.errors import ConfigError
+from adapter.kinds import KINDS, KindRegistry
 
 DEFAULT_CONFIG = "config/adapter.toml"
 ENV_CONFIG = "THADS_ADAPTER_CONFIG"
 ENV_PREFIX = "THADS__"
 
 OrgId = Annotated[str, Field(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
+
+
+def _kinds(info: ValidationInfo) -> KindRegistry:
+    """The registry routes are checked against: the adapter's own, or one a caller passes
+    (`load_settings(..., kinds=...)`) for kinds of its own."""
+    context = info.context or {}
+    registry = context.get("kinds") if isinstance(context, dict) else None
+    return registry if isinstance(registry, KindRegistry) else KINDS
 
 
 class _Section(BaseModel):
@@ -139,14 +150,16 @@ class RetrySection(_Section):
 
 class RouteSection(_Section):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    #: outbound: case, receipt (lgsp), edoc, status (axis); inbound: judgment (lgsp),
-    #: edoc (axis: documents and the status packets answering ours).
-    kind: Literal["case", "receipt", "judgment", "edoc", "status"]
+    #: a packet kind of the registry (adapter/kinds.py): case, receipt (out over lgsp),
+    #: judgment (in over lgsp), edoc (out and in over axis), status (out over axis).
+    kind: str
+    #: default: the kind's only direction (out for a kind that travels both ways).
     direction: Literal["out", "in"] = "out"
+    #: default: the kind's channel in that direction.
     channel: Literal["lgsp", "axis"] = "lgsp"
     #: QCVN 102 id of the receiving agency written into each packet (outbound routes).
     recipient: OrgId | None = None
-    #: edoc routes: every agency the documents go to.
+    #: kinds sent to several agencies (edoc): every agency the documents go to.
     recipients: list[OrgId] = []
     interval_seconds: float = Field(30.0, gt=0)
     enabled: bool = True
@@ -155,19 +168,46 @@ class RouteSection(_Section):
     #: this route's own retry policy, instead of [retry] (e.g. receipts more patient).
     retry: RetrySection | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Direction and channel default to how the kind travels (the registry's word)."""
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            return data
+        kinds = _kinds(info)
+        if data["kind"] not in kinds:
+            return data  # the kind check below names the known kinds
+        spec = kinds[data["kind"]]
+        data = dict(data)
+        directions = spec.directions()
+        data.setdefault("direction", directions[0] if len(directions) == 1 else "out")
+        channel = spec.channel(data["direction"]) if data["direction"] in ("out", "in") \
+            else None
+        if channel is not None:
+            data.setdefault("channel", channel)
+        return data
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str, info: ValidationInfo) -> str:
+        kinds = _kinds(info)
+        if kind not in kinds:
+            raise ValueError(f"unknown packet kind {kind!r}: expected {kinds.names_text()}")
+        return kind
+
     @model_validator(mode="after")
-    def _direction_fits_kind(self) -> RouteSection:
-        allowed = {("out", "lgsp"): ("case", "receipt"), ("out", "axis"): ("edoc", "status"),
-                   ("in", "lgsp"): ("judgment",), ("in", "axis"): ("edoc",)}
-        kinds = allowed[(self.direction, self.channel)]
-        if self.kind not in kinds:
+    def _travels_this_way(self, info: ValidationInfo) -> RouteSection:
+        spec = _kinds(info)[self.kind]
+        if spec.channel(self.direction) != self.channel:
             what = "sent" if self.direction == "out" else "received"
+            ways = [f"{'sent' if d == 'out' else 'received'} over {spec.channel(d)}"
+                    for d in spec.directions()]
             raise ValueError(f"kind {self.kind!r} cannot be {what} over {self.channel}: "
-                             f"such routes carry {' or '.join(kinds)}")
-        if (self.direction, self.channel) == ("out", "lgsp") and self.recipient is None:
+                             f"it is {' and '.join(ways)}")
+        if self.direction == "out" and spec.addressing == "recipient" and self.recipient is None:
             raise ValueError("outbound routes need a recipient")
-        if (self.kind, self.direction) == ("edoc", "out") and not self.recipients:
-            raise ValueError("edoc routes need recipients")
+        if self.direction == "out" and spec.addressing == "recipients" and not self.recipients:
+            raise ValueError(f"{self.kind} routes need recipients")
         return self
 
 
@@ -266,6 +306,12 @@ class Settings(_Section):
     #: the file this came from and the directory relative paths are resolved against.
     source_file: str = Field("<memory>", exclude=True)
     root: str = Field(".", exclude=True)
+    _kinds: KindRegistry = PrivateAttr(default=KINDS)
+
+    @property
+    def kinds(self) -> KindRegistry:
+        """The packet kinds these routes were checked against."""
+        return self._kinds
 
     @field_validator("routes")
     @classmethod
@@ -326,7 +372,9 @@ def config_path(explicit: str | None = None) -> Path:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,
-                  environ: dict[str, str] | None = None) -> Settings:
+                  environ: dict[str, str] | None = None, *,
+                  kinds: KindRegistry | None = None) -> Settings:
+    """Settings from a file; routes are checked against `kinds` (default: the adapter's)."""
     file = config_path(str(path) if path else None)
     shown = str(file)
     try:
@@ -342,7 +390,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         else file.resolve().parent
     data["source_file"], data["root"] = shown, str(root)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data, context={"kinds": kinds or KINDS})
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "-"
@@ -353,3 +401,5 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             reason = "required key is missing"
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(shown, key, reason + more) from None
+    settings._kinds = kinds or KINDS
+    return settings
