@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from adapter.errors import ConfigError
-from adapter.kinds import KINDS, KindRegistry
+from adapter.kinds import CHANNELS, KINDS, KindRegistry
 
 DEFAULT_CONFIG = "config/adapter.toml"
 ENV_CONFIG = "THADS_ADAPTER_CONFIG"
@@ -155,8 +155,8 @@ class RouteSection(_Section):
     kind: str
     #: default: the kind's only direction (out for a kind that travels both ways).
     direction: Literal["out", "in"] = "out"
-    #: default: the kind's channel in that direction.
-    channel: Literal["lgsp", "axis"] = "lgsp"
+    #: a transport of adapter.kinds.CHANNELS; default: the kind's channel in that direction.
+    channel: str = "lgsp"
     #: QCVN 102 id of the receiving agency written into each packet (outbound routes).
     recipient: OrgId | None = None
     #: kinds sent to several agencies (edoc): every agency the documents go to.
@@ -194,6 +194,13 @@ class RouteSection(_Section):
         if kind not in kinds:
             raise ValueError(f"unknown packet kind {kind!r}: expected {kinds.names_text()}")
         return kind
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, channel: str) -> str:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}: expected {' or '.join(CHANNELS)}")
+        return channel
 
     @model_validator(mode="after")
     def _travels_this_way(self, info: ValidationInfo) -> RouteSection:

@@ -52,6 +52,9 @@ def _write(tmp_path, text):
      "cannot be sent over axis: it is sent over lgsp"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "edoc"\n',
      "routes.0", "edoc routes need recipients"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "case"\n'
+     'channel = "fax"\nrecipient = "000.00.00.G22"\n', "routes.0.channel",
+     "unknown channel 'fax': expected lgsp or axis"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "case"\n',
      "routes.0", "outbound routes need a recipient"),
 ])
