@@ -62,11 +62,11 @@ class SourceSection(_Section):
     #: SQLAlchemy URL of the enforcement database the adapter reads and writes.
     url: str = "sqlite:///var/enforcement.db"
     #: rows read per change-capture batch; bounds memory whatever the backlog.
-    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_size: int = Field(default=500, ge=1, le=50_000)
     #: re-read rows changed this many seconds before the cursor, to catch rows committed
     #: late with an older updated_at; packet ids are deterministic, so re-reads never
     #: create duplicates.
-    lookback_seconds: int = Field(0, ge=0, le=86_400)
+    lookback_seconds: int = Field(default=0, ge=0, le=86_400)
 
 
 class SigningSection(_Section):
@@ -100,19 +100,19 @@ class LgspSection(_Section):
     service: str | None = None
     port: str | None = None
     #: seconds to connect and to wait for each SOAP answer (zeep has none by default).
-    connect_timeout: float = Field(5.0, gt=0, le=300)
-    operation_timeout: float = Field(30.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    operation_timeout: float = Field(default=30.0, gt=0, le=3600)
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
     #: HTTP(S) proxy for the platform, if any (the environment's proxy variables are ignored).
     proxy: str | None = None
     #: concurrent SOAP calls per process; I/O overlaps, signing does not need them.
-    concurrency: int = Field(8, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=64)
     #: seconds between delivery-status queries for packets the platform has only queued.
-    status_poll_seconds: float = Field(30.0, gt=0)
+    status_poll_seconds: float = Field(default=30.0, gt=0)
     #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
-    batch_size: int = Field(50, ge=1, le=500)
+    batch_size: int = Field(default=50, ge=1, le=500)
     operations: OperationMap = OperationMap()
 
 
@@ -124,8 +124,8 @@ class AxisSection(_Section):
     system_id: str = "thads-dev"
     secret_file: str | None = "certs/dev/axis.secret"
     secret_env: str | None = None
-    connect_timeout: float = Field(5.0, gt=0, le=300)
-    operation_timeout: float = Field(60.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    operation_timeout: float = Field(default=60.0, gt=0, le=3600)
     ca_file: str | None = None
 
 
@@ -136,16 +136,16 @@ class AxisClient(_Section):
 
 
 class RetrySection(_Section):
-    max_attempts: int = Field(12, ge=1, le=1000)
-    base_delay_seconds: float = Field(5.0, gt=0)
-    max_delay_seconds: float = Field(3600.0, gt=0)
-    max_age_hours: float = Field(72.0, gt=0)
+    max_attempts: int = Field(default=12, ge=1, le=1000)
+    base_delay_seconds: float = Field(default=5.0, gt=0)
+    max_delay_seconds: float = Field(default=3600.0, gt=0)
+    max_age_hours: float = Field(default=72.0, gt=0)
     #: how long a claimed exchange stays ours before another worker may take it back.
-    lease_seconds: float = Field(120.0, ge=5)
+    lease_seconds: float = Field(default=120.0, ge=5)
     #: circuit breaker per endpoint: open after this many failed rounds in a row...
-    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
     #: ...and stay open this long before one probe is let through.
-    breaker_open_seconds: float = Field(30.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
 
 
 class RouteSection(_Section):
@@ -161,10 +161,10 @@ class RouteSection(_Section):
     recipient: OrgId | None = None
     #: kinds sent to several agencies (edoc): every agency the documents go to.
     recipients: list[OrgId] = []
-    interval_seconds: float = Field(30.0, gt=0)
+    interval_seconds: float = Field(default=30.0, gt=0)
     enabled: bool = True
     #: packets claimed and sent (or listed and fetched) per round.
-    batch_size: int = Field(200, ge=1, le=10_000)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
     #: this route's own retry policy, instead of [retry] (e.g. receipts more patient).
     retry: RetrySection | None = None
 
@@ -240,17 +240,17 @@ class PeerSection(_Section):
 
 class InboundSection(_Section):
     #: packets above this size are refused before parsing.
-    max_packet_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_packet_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
 
 class SimulatorSection(_Section):
     #: start the simulator inside `run` (the demo); production leaves this false.
     embedded: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(8741, ge=0, le=65535)
+    port: int = Field(default=8741, ge=0, le=65535)
     db: str = "var/simulator.db"
     trust_anchors: list[str] = ["certs/dev/ca.crt"]
-    threads: int = Field(8, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=64)
     #: serve HTTPS with this certificate and key (the dev PKI issues certs/dev/sim.crt).
     tls: bool = False
     tls_cert: str = "certs/dev/sim.crt"
@@ -265,18 +265,18 @@ class SimulatorSection(_Section):
     tsa_cert: str = "certs/dev/tsa.crt"
     tsa_key: str = "certs/dev/tsa.key"
     #: judgments the simulator holds for the adapter when it starts with an empty outbox.
-    demo_judgments: int = Field(0, ge=0, le=100_000)
+    demo_judgments: int = Field(default=0, ge=0, le=100_000)
     #: systems the simulated axis knows: id, organisation, shared secret.
     axis_clients: list[AxisClient] = []
     #: how far a request's timestamp may be from the axis's clock.
-    axis_max_skew_seconds: float = Field(300.0, gt=0)
+    axis_max_skew_seconds: float = Field(default=300.0, gt=0)
 
 
 class ServiceSection(_Section):
     #: processes preparing packets (map, validate, sign); CPU-bound, so processes not threads.
-    sign_workers: int = Field(1, ge=0, le=32)
+    sign_workers: int = Field(default=1, ge=0, le=32)
     #: seconds to wait for running jobs on SIGTERM before leaving the rest to leases.
-    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -284,9 +284,9 @@ class AuditSection(_Section):
     #: keep the evidence log (hash-chained, in the state database).
     enabled: bool = True
     #: sign the chain's tip at least this often...
-    checkpoint_seconds: float = Field(300.0, gt=0)
+    checkpoint_seconds: float = Field(default=300.0, gt=0)
     #: ...and whenever this many entries have been added since the last checkpoint.
-    checkpoint_entries: int = Field(10_000, ge=1)
+    checkpoint_entries: int = Field(default=10_000, ge=1)
     #: RFC 3161 timestamp authority for checkpoints ("" for none), and the CA its
     #: certificate chains to.
     tsa_url: str = ""
@@ -311,8 +311,8 @@ class Settings(_Section):
     service: ServiceSection = ServiceSection()
 
     #: the file this came from and the directory relative paths are resolved against.
-    source_file: str = Field("<memory>", exclude=True)
-    root: str = Field(".", exclude=True)
+    source_file: str = Field(default="<memory>", exclude=True)
+    root: str = Field(default=".", exclude=True)
     _kinds: KindRegistry = PrivateAttr(default=KINDS)
 
     @property

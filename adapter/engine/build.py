@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -76,15 +77,15 @@ class PacketBuilder:
         pid = packet_id(record.kind, record.key, record.version)
         header = PacketHeader(pid, record.key, record.version, self.sender, recipient,
                               now or dt.datetime.now(dt.UTC))
-        base = dict(packet_id=pid, kind=record.kind, source_key=record.key,
-                    source_version=record.version, peer=recipient)
         try:
             tree = self.mappings[record.kind].to_xml(record.data, header)
             self.schemas.check(tree, packet=f"{record.kind} {record.key}")
             payload = serialize(self.signer.sign(tree, packet=pid))
         except PacketError as exc:
-            return NewExchange(**base, error=str(exc))
-        return NewExchange(**base, payload=payload)
+            return NewExchange(pid, record.kind, record.key, record.version, recipient,
+                               error=str(exc))
+        return NewExchange(pid, record.kind, record.key, record.version, recipient,
+                           payload=payload)
 
 
 def identity_of(record: SourceRecord) -> tuple[str, int]:
@@ -97,7 +98,7 @@ def identity_of(record: SourceRecord) -> tuple[str, int]:
 class EdxmlBuilder:
     """Enforcement decisions as edXML documents; office progress as edXML status packets."""
 
-    def __init__(self, settings: Settings, identity) -> None:
+    def __init__(self, settings: Settings, identity: SigningIdentity) -> None:
         self.settings, self.identity = settings, identity
         a = settings.adapter
         self.us = Organization(a.organisation_id, a.organisation_name, a.organisation_name,
@@ -178,7 +179,7 @@ class EdxmlBuilder:
             staff={"Department": "Văn thư"})
 
 
-def _text(v) -> str:
+def _text(v: Any) -> str:
     return FIELD_TYPES["text"].to_xml(v)
 
 

@@ -136,7 +136,8 @@ class PacketMapping:
                                where=None)
         return root
 
-    def _child(self, parent: etree._Element, path: str, *, new_last: bool = False):
+    def _child(self, parent: etree._Element, path: str, *,
+               new_last: bool = False) -> etree._Element:
         node = parent
         parts = path.split("/")
         for i, part in enumerate(parts):

@@ -117,9 +117,9 @@ class SchemaRegistry:
             line = getattr(err, "sourceline", None)
             reason = err.reason or str(err.message)
             value = err.obj if isinstance(err.obj, str | int) else None
-            if value is None and getattr(err, "elem", None) is not None:
-                value = (err.elem.text or "").strip() or None
             elem = getattr(err, "elem", None)
+            if value is None and elem is not None:
+                value = (elem.text or "").strip() or None
             if value is not None and (elem is None or len(elem) == 0):
                 reason += f" (got {value!r})"
             issues.append(SchemaIssue(line, err.path, reason))
