@@ -273,6 +273,3 @@ class MappingSet:
 
     def __getitem__(self, kind: str) -> PacketMapping:
         return self._by_kind[kind]
-
-    def kinds(self) -> list[str]:
-        return list(self._by_kind)
