@@ -10,24 +10,35 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from adapter.errors import ConfigError
+from adapter.kinds import CHANNELS, KINDS, KindRegistry
 
 DEFAULT_CONFIG = "config/adapter.toml"
 ENV_CONFIG = "THADS_ADAPTER_CONFIG"
 ENV_PREFIX = "THADS__"
 
 OrgId = Annotated[str, Field(pattern=r"^\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}$")]
+
+
+def _kinds(info: ValidationInfo) -> KindRegistry:
+    """The registry routes are checked against: the adapter's own, or one a caller passes
+    (`load_settings(..., kinds=...)`) for kinds of its own."""
+    context = info.context or {}
+    registry = context.get("kinds") if isinstance(context, dict) else None
+    return registry if isinstance(registry, KindRegistry) else KINDS
 
 
 class _Section(BaseModel):
@@ -51,11 +62,11 @@ class SourceSection(_Section):
     #: SQLAlchemy URL of the enforcement database the adapter reads and writes.
     url: str = "sqlite:///var/enforcement.db"
     #: rows read per change-capture batch; bounds memory whatever the backlog.
-    batch_size: int = Field(500, ge=1, le=50_000)
+    batch_size: int = Field(default=500, ge=1, le=50_000)
     #: re-read rows changed this many seconds before the cursor, to catch rows committed
     #: late with an older updated_at; packet ids are deterministic, so re-reads never
     #: create duplicates.
-    lookback_seconds: int = Field(0, ge=0, le=86_400)
+    lookback_seconds: int = Field(default=0, ge=0, le=86_400)
 
 
 class SigningSection(_Section):
@@ -89,19 +100,19 @@ class LgspSection(_Section):
     service: str | None = None
     port: str | None = None
     #: seconds to connect and to wait for each SOAP answer (zeep has none by default).
-    connect_timeout: float = Field(5.0, gt=0, le=300)
-    operation_timeout: float = Field(30.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    operation_timeout: float = Field(default=30.0, gt=0, le=3600)
     ca_file: str | None = None
     client_cert: str | None = None
     client_key: str | None = None
     #: HTTP(S) proxy for the platform, if any (the environment's proxy variables are ignored).
     proxy: str | None = None
     #: concurrent SOAP calls per process; I/O overlaps, signing does not need them.
-    concurrency: int = Field(8, ge=1, le=64)
+    concurrency: int = Field(default=8, ge=1, le=64)
     #: seconds between delivery-status queries for packets the platform has only queued.
-    status_poll_seconds: float = Field(30.0, gt=0)
+    status_poll_seconds: float = Field(default=30.0, gt=0)
     #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
-    batch_size: int = Field(50, ge=1, le=500)
+    batch_size: int = Field(default=50, ge=1, le=500)
     operations: OperationMap = OperationMap()
 
 
@@ -113,8 +124,8 @@ class AxisSection(_Section):
     system_id: str = "thads-dev"
     secret_file: str | None = "certs/dev/axis.secret"
     secret_env: str | None = None
-    connect_timeout: float = Field(5.0, gt=0, le=300)
-    operation_timeout: float = Field(60.0, gt=0, le=3600)
+    connect_timeout: float = Field(default=5.0, gt=0, le=300)
+    operation_timeout: float = Field(default=60.0, gt=0, le=3600)
     ca_file: str | None = None
 
 
@@ -125,49 +136,85 @@ class AxisClient(_Section):
 
 
 class RetrySection(_Section):
-    max_attempts: int = Field(12, ge=1, le=1000)
-    base_delay_seconds: float = Field(5.0, gt=0)
-    max_delay_seconds: float = Field(3600.0, gt=0)
-    max_age_hours: float = Field(72.0, gt=0)
+    max_attempts: int = Field(default=12, ge=1, le=1000)
+    base_delay_seconds: float = Field(default=5.0, gt=0)
+    max_delay_seconds: float = Field(default=3600.0, gt=0)
+    max_age_hours: float = Field(default=72.0, gt=0)
     #: how long a claimed exchange stays ours before another worker may take it back.
-    lease_seconds: float = Field(120.0, ge=5)
+    lease_seconds: float = Field(default=120.0, ge=5)
     #: circuit breaker per endpoint: open after this many failed rounds in a row...
-    breaker_failures: int = Field(5, ge=1, le=1000)
+    breaker_failures: int = Field(default=5, ge=1, le=1000)
     #: ...and stay open this long before one probe is let through.
-    breaker_open_seconds: float = Field(30.0, gt=0)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
 
 
 class RouteSection(_Section):
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    #: outbound: case, receipt (lgsp), edoc, status (axis); inbound: judgment (lgsp),
-    #: edoc (axis: documents and the status packets answering ours).
-    kind: Literal["case", "receipt", "judgment", "edoc", "status"]
+    #: a packet kind of the registry (adapter/kinds.py): case, receipt (out over lgsp),
+    #: judgment (in over lgsp), edoc (out and in over axis), status (out over axis).
+    kind: str
+    #: default: the kind's only direction (out for a kind that travels both ways).
     direction: Literal["out", "in"] = "out"
-    channel: Literal["lgsp", "axis"] = "lgsp"
+    #: a transport of adapter.kinds.CHANNELS; default: the kind's channel in that direction.
+    channel: str = "lgsp"
     #: QCVN 102 id of the receiving agency written into each packet (outbound routes).
     recipient: OrgId | None = None
-    #: edoc routes: every agency the documents go to.
+    #: kinds sent to several agencies (edoc): every agency the documents go to.
     recipients: list[OrgId] = []
-    interval_seconds: float = Field(30.0, gt=0)
+    interval_seconds: float = Field(default=30.0, gt=0)
     enabled: bool = True
     #: packets claimed and sent (or listed and fetched) per round.
-    batch_size: int = Field(200, ge=1, le=10_000)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
     #: this route's own retry policy, instead of [retry] (e.g. receipts more patient).
     retry: RetrySection | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any, info: ValidationInfo) -> Any:
+        """Direction and channel default to how the kind travels (the registry's word)."""
+        if not isinstance(data, dict) or not isinstance(data.get("kind"), str):
+            return data
+        kinds = _kinds(info)
+        if data["kind"] not in kinds:
+            return data  # the kind check below names the known kinds
+        spec = kinds[data["kind"]]
+        data = dict(data)
+        directions = spec.directions()
+        data.setdefault("direction", directions[0] if len(directions) == 1 else "out")
+        channel = spec.channel(data["direction"]) if data["direction"] in ("out", "in") \
+            else None
+        if channel is not None:
+            data.setdefault("channel", channel)
+        return data
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str, info: ValidationInfo) -> str:
+        kinds = _kinds(info)
+        if kind not in kinds:
+            raise ValueError(f"unknown packet kind {kind!r}: expected {kinds.names_text()}")
+        return kind
+
+    @field_validator("channel")
+    @classmethod
+    def _known_channel(cls, channel: str) -> str:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}: expected {' or '.join(CHANNELS)}")
+        return channel
+
     @model_validator(mode="after")
-    def _direction_fits_kind(self) -> RouteSection:
-        allowed = {("out", "lgsp"): ("case", "receipt"), ("out", "axis"): ("edoc", "status"),
-                   ("in", "lgsp"): ("judgment",), ("in", "axis"): ("edoc",)}
-        kinds = allowed[(self.direction, self.channel)]
-        if self.kind not in kinds:
+    def _travels_this_way(self, info: ValidationInfo) -> RouteSection:
+        spec = _kinds(info)[self.kind]
+        if spec.channel(self.direction) != self.channel:
             what = "sent" if self.direction == "out" else "received"
+            ways = [f"{'sent' if d == 'out' else 'received'} over {spec.channel(d)}"
+                    for d in spec.directions()]
             raise ValueError(f"kind {self.kind!r} cannot be {what} over {self.channel}: "
-                             f"such routes carry {' or '.join(kinds)}")
-        if (self.direction, self.channel) == ("out", "lgsp") and self.recipient is None:
+                             f"it is {' and '.join(ways)}")
+        if self.direction == "out" and spec.addressing == "recipient" and self.recipient is None:
             raise ValueError("outbound routes need a recipient")
-        if (self.kind, self.direction) == ("edoc", "out") and not self.recipients:
-            raise ValueError("edoc routes need recipients")
+        if self.direction == "out" and spec.addressing == "recipients" and not self.recipients:
+            raise ValueError(f"{self.kind} routes need recipients")
         return self
 
 
@@ -207,17 +254,17 @@ class PeerSection(_Section):
 
 class InboundSection(_Section):
     #: packets above this size are refused before parsing.
-    max_packet_bytes: int = Field(16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_packet_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
 
 class SimulatorSection(_Section):
     #: start the simulator inside `run` (the demo); production leaves this false.
     embedded: bool = False
     host: str = "127.0.0.1"
-    port: int = Field(8741, ge=0, le=65535)
+    port: int = Field(default=8741, ge=0, le=65535)
     db: str = "var/simulator.db"
     trust_anchors: list[str] = ["certs/dev/ca.crt"]
-    threads: int = Field(8, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=64)
     #: serve HTTPS with this certificate and key (the dev PKI issues certs/dev/sim.crt).
     tls: bool = False
     tls_cert: str = "certs/dev/sim.crt"
@@ -232,18 +279,18 @@ class SimulatorSection(_Section):
     tsa_cert: str = "certs/dev/tsa.crt"
     tsa_key: str = "certs/dev/tsa.key"
     #: judgments the simulator holds for the adapter when it starts with an empty outbox.
-    demo_judgments: int = Field(0, ge=0, le=100_000)
+    demo_judgments: int = Field(default=0, ge=0, le=100_000)
     #: systems the simulated axis knows: id, organisation, shared secret.
     axis_clients: list[AxisClient] = []
     #: how far a request's timestamp may be from the axis's clock.
-    axis_max_skew_seconds: float = Field(300.0, gt=0)
+    axis_max_skew_seconds: float = Field(default=300.0, gt=0)
 
 
 class ServiceSection(_Section):
     #: processes preparing packets (map, validate, sign); CPU-bound, so processes not threads.
-    sign_workers: int = Field(1, ge=0, le=32)
+    sign_workers: int = Field(default=1, ge=0, le=32)
     #: seconds to wait for running jobs on SIGTERM before leaving the rest to leases.
-    shutdown_grace_seconds: float = Field(30.0, ge=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
@@ -251,9 +298,9 @@ class AuditSection(_Section):
     #: keep the evidence log (hash-chained, in the state database).
     enabled: bool = True
     #: sign the chain's tip at least this often...
-    checkpoint_seconds: float = Field(300.0, gt=0)
+    checkpoint_seconds: float = Field(default=300.0, gt=0)
     #: ...and whenever this many entries have been added since the last checkpoint.
-    checkpoint_entries: int = Field(10_000, ge=1)
+    checkpoint_entries: int = Field(default=10_000, ge=1)
     #: RFC 3161 timestamp authority for checkpoints ("" for none), and the CA its
     #: certificate chains to.
     tsa_url: str = ""
@@ -278,8 +325,14 @@ class Settings(_Section):
     service: ServiceSection = ServiceSection()
 
     #: the file this came from and the directory relative paths are resolved against.
-    source_file: str = Field("<memory>", exclude=True)
-    root: str = Field(".", exclude=True)
+    source_file: str = Field(default="<memory>", exclude=True)
+    root: str = Field(default=".", exclude=True)
+    _kinds: KindRegistry = PrivateAttr(default=KINDS)
+
+    @property
+    def kinds(self) -> KindRegistry:
+        """The packet kinds these routes were checked against."""
+        return self._kinds
 
     @field_validator("routes")
     @classmethod
@@ -340,7 +393,9 @@ def config_path(explicit: str | None = None) -> Path:
 
 
 def load_settings(path: str | os.PathLike[str] | None = None,
-                  environ: dict[str, str] | None = None) -> Settings:
+                  environ: dict[str, str] | None = None, *,
+                  kinds: KindRegistry | None = None) -> Settings:
+    """Settings from a file; routes are checked against `kinds` (default: the adapter's)."""
     file = config_path(str(path) if path else None)
     shown = str(file)
     try:
@@ -356,7 +411,7 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         else file.resolve().parent
     data["source_file"], data["root"] = shown, str(root)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data, context={"kinds": kinds or KINDS})
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(str(p) for p in err["loc"]) or "-"
@@ -367,3 +422,5 @@ def load_settings(path: str | os.PathLike[str] | None = None,
             reason = "required key is missing"
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(shown, key, reason + more) from None
+    settings._kinds = kinds or KINDS
+    return settings

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from adapter.config import Settings, load_settings
-from adapter.crypto.keys import load_identity
+from adapter.crypto.keys import SigningIdentity, load_identity
 from adapter.crypto.sign import PacketSigner
 from adapter.edxml.build import build_document, build_status, sign_edxml
 from adapter.edxml.model import (
@@ -23,7 +26,8 @@ from adapter.edxml.model import (
     StatusPacket,
 )
 from adapter.edxml.parse import edxml_schema
-from adapter.errors import PacketError
+from adapter.errors import ConfigError, PacketError
+from adapter.kinds import KindRegistry
 from adapter.mapping import MappingSet, PacketHeader, packet_id
 from adapter.mapping.transforms import FIELD_TYPES, VN_TZ, FieldValueError
 from adapter.sources.changes import SourceRecord
@@ -31,56 +35,70 @@ from adapter.store.repository import NewExchange
 from adapter.xml.safe import serialize
 from adapter.xml.schema import SchemaRegistry
 
+#: the key each signature algorithm needs, as an operator reads it.
+_KEY_TYPES: dict[str, tuple[type, str]] = {"rsa-sha256": (rsa.RSAPrivateKey, "an RSA"),
+                                           "ecdsa-sha256": (ec.EllipticCurvePrivateKey, "an EC")}
+
+
+def signing_identity(settings: Settings) -> SigningIdentity:
+    """The key and certificate `[signing]` names, checked to suit the configured algorithm:
+    configuration names the key, nothing guesses another file."""
+    s = settings.signing
+    passphrase = os.environ.get(s.key_passphrase_env, "").encode() \
+        if s.key_passphrase_env else None
+    identity = load_identity(settings.path(s.key), settings.path(s.cert),
+                             [settings.path(p) for p in s.chain], passphrase or None)
+    wanted, article = _KEY_TYPES[s.algorithm]
+    if not isinstance(identity.key, wanted):
+        held = next((a for t, a in _KEY_TYPES.values() if isinstance(identity.key, t)),
+                    "another")
+        raise ConfigError(settings.source_file, "signing.key",
+                          f"algorithm {s.algorithm} needs {article} key, but {s.key} holds "
+                          f"{held} key: name a matching key in signing.key and signing.cert "
+                          "(the dev PKI's EC pair is certs/dev/adapter-ec.key and .crt)")
+    return identity
+
 
 class PacketBuilder:
-    def __init__(self, settings: Settings) -> None:
-        s = settings.signing
-        passphrase = os.environ.get(s.key_passphrase_env, "").encode() \
-            if s.key_passphrase_env else None
-        key, cert = (s.key, s.cert)
-        if s.algorithm == "ecdsa-sha256" and s.key.endswith("adapter.key"):
-            key, cert = s.key.replace("adapter.key", "adapter-ec.key"), \
-                s.cert.replace("adapter.crt", "adapter-ec.crt")
-        identity = load_identity(settings.path(key), settings.path(cert),
-                                 [settings.path(p) for p in s.chain], passphrase or None)
-        self.signer = PacketSigner(identity, s.algorithm)
-        self.identity = identity
-        self.mappings = MappingSet()
-        self.schemas = SchemaRegistry.default()
+    def __init__(self, settings: Settings, kinds: KindRegistry | None = None) -> None:
+        self.kinds = kinds or settings.kinds
+        self.identity = signing_identity(settings)
+        self.signer = PacketSigner(self.identity, settings.signing.algorithm)
+        self.mappings = MappingSet(self.kinds)
+        self.schemas = SchemaRegistry.for_kinds(self.kinds)
         self.sender = settings.adapter.organisation_id
-        self.edxml = EdxmlBuilder(settings, identity)
+        self.edxml = EdxmlBuilder(settings, self.identity)
 
     def build(self, record: SourceRecord, recipient: str,
               now: dt.datetime | None = None) -> NewExchange:
         """The signed packet, or the reason it cannot be one (the batch goes on)."""
-        if record.kind in ("edoc", "status"):
+        if self.kinds[record.kind].builder != "mapped":
             return self.edxml.build(record, now)
         pid = packet_id(record.kind, record.key, record.version)
         header = PacketHeader(pid, record.key, record.version, self.sender, recipient,
                               now or dt.datetime.now(dt.UTC))
-        base = dict(packet_id=pid, kind=record.kind, source_key=record.key,
-                    source_version=record.version, peer=recipient)
         try:
             tree = self.mappings[record.kind].to_xml(record.data, header)
             self.schemas.check(tree, packet=f"{record.kind} {record.key}")
             payload = self.signer.sign_bytes(tree, packet=pid)
         except PacketError as exc:
-            return NewExchange(**base, error=str(exc))
-        return NewExchange(**base, payload=payload)
+            return NewExchange(pid, record.kind, record.key, record.version, recipient,
+                               error=str(exc))
+        return NewExchange(pid, record.kind, record.key, record.version, recipient,
+                           payload=payload)
 
 
 def identity_of(record: SourceRecord) -> tuple[str, int]:
-    """(key, version) that name a record's packet. A status packet is one per document and
-    status code, so the same progress is never reported twice."""
-    if record.kind == "status":
-        return record.key, int(record.data["progress"])
+    """(key, version) that name a record's packet. The registry's version column already
+    made `record.version` (a status packet's is its progress code), so this is kept only for
+    callers that still ask."""
     return record.key, record.version
 
 
 class EdxmlBuilder:
     """Enforcement decisions as edXML documents; office progress as edXML status packets."""
 
-    def __init__(self, settings: Settings, identity) -> None:
+    def __init__(self, settings: Settings, identity: SigningIdentity) -> None:
         self.settings, self.identity = settings, identity
         a = settings.adapter
         self.us = Organization(a.organisation_id, a.organisation_name, a.organisation_name,
@@ -97,11 +115,11 @@ class EdxmlBuilder:
             "default"
 
     def build(self, record: SourceRecord, now: dt.datetime | None = None) -> NewExchange:
-        key, version = identity_of(record)
+        key, version = record.key, record.version
         pid = packet_id(record.kind, key, version)
         now = (now or dt.datetime.now(dt.UTC)).astimezone(VN_TZ)
         try:
-            if record.kind == "edoc":
+            if self.settings.kinds[record.kind].builder == "edxml-document":
                 recipients = self._recipients(record)
                 doc = self.document(record.data, recipients, now, record.version)
                 root = build_document(doc)
@@ -122,9 +140,9 @@ class EdxmlBuilder:
 
     def _recipients(self, record: SourceRecord) -> list[str]:
         route = next((r for r in self.settings.routes
-                      if r.kind == "edoc" and r.direction == "out"), None)
+                      if r.kind == record.kind and r.direction == "out"), None)
         if route is None:
-            raise ValueError("no outbound edoc route with recipients is configured")
+            raise ValueError(f"no outbound {record.kind} route with recipients is configured")
         return list(route.recipients)
 
     def document(self, d: dict, recipients: list[str], now: dt.datetime,
@@ -161,7 +179,7 @@ class EdxmlBuilder:
             staff={"Department": "Văn thư"})
 
 
-def _text(v) -> str:
+def _text(v: Any) -> str:
     return FIELD_TYPES["text"].to_xml(v)
 
 

@@ -1,4 +1,4 @@
-"""Declarative row <-> XML mapping, compiled once from `mappings/*.yaml`.
+"""Declarative row <-> XML mapping, compiled once from the mapping file of each kind.
 
 A mapping lists XML paths in schema order with the column each one comes from, its type
 (transforms.py) and an optional code list. Repeating groups (`rows:`) map lists of child
@@ -18,10 +18,12 @@ import yaml
 from lxml import etree
 
 from adapter.errors import MappingError
+from adapter.kinds import KINDS, MAPPINGS_DIR, KindRegistry
 from adapter.mapping.transforms import FIELD_TYPES, VN_TZ, FieldType, FieldValueError
 from adapter.mapping.vntext import amount_in_words, words_match_amount
 
-MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+#: code lists shared by every mapping; a mapping may add lists of its own (`codes:`).
+SHARED_CODES = MAPPINGS_DIR / "codes.yaml"
 
 #: namespace for deterministic packet ids: uuid5(PACKET_NAMESPACE, "kind/key/version").
 PACKET_NAMESPACE = uuid.UUID("6f1c2b7e-3d94-5a0e-9b51-7c2d8e4f1a63")
@@ -74,19 +76,29 @@ def _load_yaml(path: Path) -> Any:
 class PacketMapping:
     """One packet kind: compiled field specs plus the namespace and root element name."""
 
-    def __init__(self, spec: dict, codes: dict[str, dict[str, str]], source: str) -> None:
+    def __init__(self, spec: dict[str, Any], codes: dict[str, dict[str, str]],
+                 source: str) -> None:
         self.source = source
         try:
             self.kind: str = spec["kind"]
             self.root: str = spec["packet"]
             self.namespace: str = spec["namespace"]
-            self.key_column: str = spec["key"]
-            self.fields = [self._compile(f, codes) for f in spec["fields"]]
+            own = spec.get("codes") or {}
+            clash = sorted(set(own) & set(codes))
+            if clash:
+                raise MappingError(f"code lists {', '.join(clash)} are already in codes.yaml",
+                                   packet=source)
+            self.fields = [self._compile(f, {**codes, **own}) for f in spec["fields"]]
         except KeyError as exc:
             raise MappingError(f"mapping file lacks {exc.args[0]!r}", packet=source) from None
         self._ns = f"{{{self.namespace}}}"
 
-    def _compile(self, f: dict, codes: dict[str, dict[str, str]]) -> FieldSpec:
+    @property
+    def element(self) -> str:
+        """The packet's root element in Clark notation ({namespace}Name)."""
+        return self._ns + self.root
+
+    def _compile(self, f: dict[str, Any], codes: dict[str, dict[str, str]]) -> FieldSpec:
         if "rows" in f:
             return FieldSpec(path=f["path"], column=f["rows"], type=FIELD_TYPES["text"],
                              type_name="rows", rows=f["rows"], min_rows=int(f.get("min", 0)),
@@ -124,7 +136,8 @@ class PacketMapping:
                                where=None)
         return root
 
-    def _child(self, parent: etree._Element, path: str, *, new_last: bool = False):
+    def _child(self, parent: etree._Element, path: str, *,
+               new_last: bool = False) -> etree._Element:
         node = parent
         parts = path.split("/")
         for i, part in enumerate(parts):
@@ -244,19 +257,19 @@ class PacketMapping:
 
 
 class MappingSet:
-    """Every packet mapping of a directory, by kind."""
+    """The mapping of every mapped kind of a registry, by kind."""
 
-    def __init__(self, directory: Path = MAPPINGS_DIR) -> None:
-        codes = _load_yaml(directory / "codes.yaml") or {}
+    def __init__(self, kinds: KindRegistry = KINDS) -> None:
+        codes = _load_yaml(SHARED_CODES) or {}
         self._by_kind: dict[str, PacketMapping] = {}
-        for path in sorted(directory.glob("*.yaml")):
-            if path.name == "codes.yaml":
-                continue
+        for spec in kinds.mapped():
+            path = spec.mapping_path()
+            assert path is not None  # the registry refuses a mapped kind without one
             m = PacketMapping(_load_yaml(path), codes, source=str(path))
-            self._by_kind[m.kind] = m
+            if m.kind != spec.name:
+                raise MappingError(f"mapping file is for kind {m.kind!r}, but the registry "
+                                   f"names it for {spec.name!r}", packet=str(path))
+            self._by_kind[spec.name] = m
 
     def __getitem__(self, kind: str) -> PacketMapping:
         return self._by_kind[kind]
-
-    def kinds(self) -> list[str]:
-        return list(self._by_kind)

@@ -25,9 +25,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 def legacy_encoding_reason(text: str) -> str | None:
     """Why `text` looks like legacy TCVN3/VNI (or holds control characters), else None."""
-    if _CONTROL.search(text):
-        ch = _CONTROL.search(text).group()
-        return f"control character U+{ord(ch):04X} in text"
+    control = _CONTROL.search(text)
+    if control:
+        return f"control character U+{ord(control.group()):04X} in text"
     odd = [ch for ch in text if "\u0080" <= ch <= "\u024f" and ch not in VIETNAMESE_LETTERS]
     if not odd:
         return None

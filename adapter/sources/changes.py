@@ -12,19 +12,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Connection, Engine, MetaData, Table, and_, or_, select
 
-from adapter.sources.models import (
-    CaseRow,
-    DecisionRow,
-    JudgmentRow,
-    ObligationRow,
-    PartyRow,
-    ReceiptRow,
-    ReceivedDocumentRow,
-)
+from adapter.kinds import KINDS, KindRegistry, KindSpec
+from adapter.sources.models import SourceBase
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -57,28 +50,25 @@ class SourceRecord:
     data: dict[str, Any]
 
 
-def _row_dict(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns if c.key not in skip}
-
-
-_PARTY_COLS = ("role", "kind", "full_name", "citizen_id", "tax_code", "birth_date", "address")
-_OBLIGATION_COLS = ("type", "amount", "asset_description")
-
-
 class ChangeReader:
-    """Reads one kind of record (case, receipt, judgment) in change order."""
+    """Reads the records of one packet kind in change order; the registry entry says which
+    table, key column, version column, child rows and looked-up columns make a record."""
 
-    _TABLES: ClassVar = {"case": CaseRow, "receipt": ReceiptRow, "judgment": JudgmentRow,
-                         "edoc": DecisionRow, "status": ReceivedDocumentRow}
-    _KEYS: ClassVar = {"case": "case_code", "receipt": "receipt_code",
-                       "judgment": "judgment_code", "edoc": "decision_code",
-                       "status": "document_id"}
-
-    def __init__(self, engine: Engine, kind: str, batch_size: int = 500) -> None:
-        if kind not in self._TABLES:
-            raise ValueError(f"no change capture for kind {kind!r}")
+    def __init__(self, engine: Engine, kind: str, batch_size: int = 500,
+                 kinds: KindRegistry = KINDS) -> None:
         self.engine, self.kind, self.batch_size = engine, kind, batch_size
-        self.table = self._TABLES[kind].__table__
+        self.spec: KindSpec = kinds[kind]
+        self._metadata = MetaData()
+        self.table = self._table(self.spec.table)
+
+    def _table(self, name: str) -> Table:
+        """The demo schema's table, or the enforcement database's own (reflected once)."""
+        known = SourceBase.metadata.tables.get(name)
+        if known is not None:
+            return known
+        if name not in self._metadata.tables:
+            Table(name, self._metadata, autoload_with=self.engine)
+        return self._metadata.tables[name]
 
     def batches(self, after: SourceCursor) -> Iterator[list[SourceRecord]]:
         """Successive batches after `after`, until no row is left."""
@@ -90,7 +80,7 @@ class ChangeReader:
             after = batch[-1].cursor
 
     def read(self, after: SourceCursor) -> list[SourceRecord]:
-        t = self.table
+        t, spec = self.table, self.spec
         cond = or_(t.c.updated_at > after.updated_at,
                    and_(t.c.updated_at == after.updated_at, t.c.id > after.row_id))
         q = select(t).where(cond).order_by(t.c.updated_at, t.c.id).limit(self.batch_size)
@@ -98,29 +88,34 @@ class ChangeReader:
             rows = [dict(r._mapping) for r in c.execute(q)]
             if not rows:
                 return []
-            ids = [r["id"] for r in rows]
-            if self.kind in ("case", "judgment"):
-                fk = "case_id" if self.kind == "case" else "judgment_id"
-                self._attach(c, rows, ids, fk)
-            if self.kind == "receipt":
-                case_ids = {r["case_id"] for r in rows if r["case_id"] is not None}
-                codes = dict(c.execute(select(CaseRow.id, CaseRow.case_code)
-                                       .where(CaseRow.id.in_(case_ids))).all()) if case_ids else {}
-                for r in rows:
-                    r["case_code"] = codes.get(r["case_id"])
-        key = self._KEYS[self.kind]
-        return [SourceRecord(self.kind, str(r[key]), int(r["version"]),
+            for child in spec.children:
+                self._attach(c, rows, child.name, self._table(child.table), child.foreign_key,
+                             child.columns)
+            for lookup in spec.lookups:
+                self._look_up(c, rows, lookup.name, self._table(lookup.table), lookup.column,
+                              lookup.via)
+        return [SourceRecord(spec.name, str(r[spec.key]), int(r[spec.version_column]),
                              SourceCursor(r["updated_at"], r["id"]), r) for r in rows]
 
     @staticmethod
-    def _attach(c, rows: list[dict], ids: list[int], fk: str) -> None:
-        parties: dict[int, list[dict]] = defaultdict(list)
-        obligations: dict[int, list[dict]] = defaultdict(list)
-        pt, ot = PartyRow.__table__, ObligationRow.__table__
-        for p in c.execute(select(pt).where(pt.c[fk].in_(ids)).order_by(pt.c.id)):
-            parties[p._mapping[fk]].append({k: p._mapping[k] for k in _PARTY_COLS})
-        for o in c.execute(select(ot).where(ot.c[fk].in_(ids)).order_by(ot.c.id)):
-            obligations[o._mapping[fk]].append({k: o._mapping[k] for k in _OBLIGATION_COLS})
+    def _attach(c: Connection, rows: list[dict[str, Any]], name: str, table: Table,
+                foreign_key: str, columns: tuple[str, ...]) -> None:
+        """Child rows of the whole batch in one IN query, in their insertion order."""
+        ids = [r["id"] for r in rows]
+        found: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        fk = table.c[foreign_key]
+        for row in c.execute(select(table).where(fk.in_(ids)).order_by(table.c.id)):
+            m = row._mapping
+            found[m[foreign_key]].append({k: m[k] for k in columns})
         for r in rows:
-            r["parties"] = parties.get(r["id"], [])
-            r["obligations"] = obligations.get(r["id"], [])
+            r[name] = found.get(r["id"], [])
+
+    @staticmethod
+    def _look_up(c: Connection, rows: list[dict[str, Any]], name: str, table: Table,
+                 column: str, via: str) -> None:
+        refs = {r[via] for r in rows if r[via] is not None}
+        values: dict[Any, Any] = dict(
+            c.execute(select(table.c.id, table.c[column]).where(table.c.id.in_(refs))).all()
+        ) if refs else {}
+        for r in rows:
+            r[name] = values.get(r[via])

@@ -148,19 +148,21 @@ class DecisionRow(_Changed, SourceBase):
 
 class ReceivedDocumentRow(_Changed, SourceBase):
     """A document received over the axis, and how far the office has got with it: the
-    clerk's software moves `progress` through 04, 05, 06 and the adapter reports each."""
+    clerk's software moves `progress` through 04, 05, 06 and the adapter reports each.
+    Text columns hold what edXML allows (up to 4000 characters per element), so a
+    schema-valid document always fits."""
 
     __tablename__ = "received_documents"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     document_id: Mapped[str] = mapped_column(String(200), unique=True)
     sender: Mapped[str] = mapped_column(String(40))
-    sender_name: Mapped[str | None] = mapped_column(String(200))
-    code: Mapped[str | None] = mapped_column(String(100))
+    sender_name: Mapped[str | None] = mapped_column(Text)
+    code: Mapped[str | None] = mapped_column(Text)
     promulgation_date: Mapped[str | None] = mapped_column(String(10))
-    subject: Mapped[str | None] = mapped_column(String(500))
+    subject: Mapped[str | None] = mapped_column(Text)
     content: Mapped[str | None] = mapped_column(Text)
-    signer_name: Mapped[str | None] = mapped_column(String(100))
-    attachment_name: Mapped[str | None] = mapped_column(String(200))
+    signer_name: Mapped[str | None] = mapped_column(Text)
+    attachment_name: Mapped[str | None] = mapped_column(Text)
     attachment_type: Mapped[str | None] = mapped_column(String(60))
     attachment: Mapped[bytes | None] = mapped_column(LargeBinary)
     signature: Mapped[str | None] = mapped_column(String(12))

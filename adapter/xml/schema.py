@@ -14,8 +14,29 @@ import xmlschema
 from lxml import etree
 
 from adapter.errors import SchemaInvalidError
+from adapter.kinds import KINDS, SCHEMAS_DIR, KindRegistry
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = SCHEMAS_DIR
+
+
+_XSD_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
+
+
+def _target_namespace(f: Path) -> str:
+    return etree.parse(str(f), _XSD_PARSER).getroot().get("targetNamespace", "")
+
+
+def _wrapper(namespace: str, files: list[Path]) -> str:
+    includes = "".join(f'<xs:include schemaLocation="{f.as_uri()}"/>' for f in files)
+    return (f'<xs:schema xmlns:xs="http://www.w3.org/2001/XMLSchema" '
+            f'targetNamespace="{namespace}" elementFormDefault="qualified">{includes}'
+            "</xs:schema>")
+
+
+def _rich_schema(source: Path | str) -> xmlschema.XMLSchema10:
+    if isinstance(source, Path):
+        return xmlschema.XMLSchema10(str(source))
+    return xmlschema.XMLSchema10(source)
 
 
 @dataclass(frozen=True)
@@ -40,18 +61,32 @@ class SchemaRegistry:
 
     def __init__(self, files: list[Path]) -> None:
         self._lxml: dict[str, etree.XMLSchema] = {}
-        self._files: dict[str, Path] = {}
+        #: what xmlschema compiles for the detailed report: the file, or a wrapper text.
+        self._sources: dict[str, Path | str] = {}
         self._rich: dict[str, xmlschema.XMLSchema10] = {}
         self._lock = threading.Lock()
-        for f in files:
-            doc = etree.parse(str(f), etree.XMLParser(resolve_entities=False, no_network=True))
-            ns = doc.getroot().get("targetNamespace", "")
-            self._lxml[ns] = etree.XMLSchema(doc)
-            self._files[ns] = f
+        by_ns: dict[str, list[Path]] = {}
+        for f in dict.fromkeys(Path(f).resolve() for f in files):
+            by_ns.setdefault(_target_namespace(f), []).append(f)
+        for ns, group in by_ns.items():
+            if len(group) == 1:
+                self._sources[ns] = group[0]
+                self._lxml[ns] = etree.XMLSchema(etree.parse(str(group[0]), _XSD_PARSER))
+            else:  # several files of one namespace (a kind per file): one schema of them all
+                text = _wrapper(ns, group)
+                self._sources[ns] = text
+                doc = etree.fromstring(text.encode(), _XSD_PARSER,
+                                       base_url=str(group[0].parent) + "/")
+                self._lxml[ns] = etree.XMLSchema(doc)
 
     @classmethod
     def default(cls) -> SchemaRegistry:
-        return cls(sorted((SCHEMA_DIR / "thads").glob("exchange.xsd")))
+        """The schemas of the adapter's own mapped packet kinds."""
+        return cls.for_kinds(KINDS)
+
+    @classmethod
+    def for_kinds(cls, kinds: KindRegistry) -> SchemaRegistry:
+        return cls([p for s in kinds.mapped() if (p := s.schema_path()) is not None])
 
     def namespaces(self) -> list[str]:
         return list(self._lxml)
@@ -76,15 +111,15 @@ class SchemaRegistry:
         with self._lock:
             rich = self._rich.get(ns)
             if rich is None:
-                rich = self._rich[ns] = xmlschema.XMLSchema10(str(self._files[ns]))
+                rich = self._rich[ns] = _rich_schema(self._sources[ns])
         issues: list[SchemaIssue] = []
         for err in rich.iter_errors(etree.ElementTree(root)):
             line = getattr(err, "sourceline", None)
             reason = err.reason or str(err.message)
             value = err.obj if isinstance(err.obj, str | int) else None
-            if value is None and getattr(err, "elem", None) is not None:
-                value = (err.elem.text or "").strip() or None
             elem = getattr(err, "elem", None)
+            if value is None and elem is not None:
+                value = (elem.text or "").strip() or None
             if value is not None and (elem is None or len(elem) == 0):
                 reason += f" (got {value!r})"
             issues.append(SchemaIssue(line, err.path, reason))

@@ -79,3 +79,20 @@ def test_memory_stays_flat_as_the_backlog_grows(tmp_path):
 
     small, large = peak_after(2), peak_after(20)
     assert large < small * 2.0, (small, large)
+
+
+def test_a_status_record_is_versioned_by_its_progress_code(db_url):
+    """The registry's version column: one status packet per document and progress code."""
+    from sqlalchemy import insert
+
+    from adapter.sources.models import ReceivedDocumentRow, SourceBase
+
+    engine = make_engine(db_url)
+    SourceBase.metadata.create_all(engine)
+    with engine.begin() as c:
+        c.execute(insert(ReceivedDocumentRow), [dict(
+            document_id="000.00.79.H29,2026/03/01,12/QĐ-CCTHADS", sender="000.00.79.H29",
+            progress="05", version=7, updated_at=dt.datetime(2026, 3, 1, 9, 0))])
+    rec, = ChangeReader(engine, "status", 10).read(SourceCursor.decode(None))
+    assert (rec.kind, rec.key, rec.version) == ("status",
+                                                "000.00.79.H29,2026/03/01,12/QĐ-CCTHADS", 5)

@@ -43,10 +43,18 @@ def _write(tmp_path, text):
      'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
      'recipient = "000.00.00.G22"\n', "routes.0.kind",
-     "'case', 'receipt', 'judgment', 'edoc' or 'status'"),
+     "unknown packet kind 'fax': expected 'case', 'receipt', 'judgment', 'edoc' or 'status'"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
-     'kind = "judgment"\nrecipient = "000.00.00.G22"\n', "routes.0",
-     "cannot be sent"),
+     'kind = "judgment"\ndirection = "out"\nrecipient = "000.00.00.G22"\n', "routes.0",
+     "cannot be sent over lgsp: it is received over lgsp"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
+     'kind = "case"\nchannel = "axis"\nrecipient = "000.00.00.G22"\n', "routes.0",
+     "cannot be sent over axis: it is sent over lgsp"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "edoc"\n',
+     "routes.0", "edoc routes need recipients"),
+    ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "case"\n'
+     'channel = "fax"\nrecipient = "000.00.00.G22"\n', "routes.0.channel",
+     "unknown channel 'fax': expected lgsp or axis"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "case"\n',
      "routes.0", "outbound routes need a recipient"),
 ])
@@ -100,3 +108,29 @@ def test_a_route_may_carry_its_own_retry_policy(tmp_path):
         assert ctx.policy_for(s.route("cases")).max_attempts == 5
     finally:
         ctx.close()
+
+
+def test_route_direction_and_channel_default_to_how_the_kind_travels(tmp_path):
+    p = _write(tmp_path, '[adapter]\norganisation_id = "000.00.00.G15"\n'
+               '[[routes]]\nname = "judgments"\nkind = "judgment"\n'
+               '[[routes]]\nname = "decisions"\nkind = "edoc"\nrecipients = ["000.00.00.G22"]\n'
+               '[[routes]]\nname = "statuses"\nkind = "status"\n'
+               '[[routes]]\nname = "documents"\nkind = "edoc"\ndirection = "in"\n')
+    s = load_settings(p, environ={})
+    assert [(r.name, r.direction, r.channel) for r in s.routes] == [
+        ("judgments", "in", "lgsp"), ("decisions", "out", "axis"), ("statuses", "out", "axis"),
+        ("documents", "in", "axis")]
+
+
+def test_routes_are_checked_against_the_registry_a_caller_passes(tmp_path):
+    from adapter.kinds import KINDS, KindSpec
+
+    p = _write(tmp_path, '[adapter]\norganisation_id = "000.00.00.G15"\n'
+               '[[routes]]\nname = "w"\nkind = "widget"\nrecipient = "000.00.00.G22"\n')
+    with pytest.raises(ConfigError, match="unknown packet kind 'widget'"):
+        load_settings(p, environ={})
+    kinds = KINDS.with_kinds(KindSpec("widget", table="widgets", key="widget_code",
+                                      outbound="axis", mapping="w.yaml", schema="w.xsd"))
+    s = load_settings(p, environ={}, kinds=kinds)
+    assert (s.routes[0].direction, s.routes[0].channel) == ("out", "axis")
+    assert s.kinds is kinds

@@ -1,0 +1,49 @@
+"""The packet builder signs with the key configuration names, and says so when it cannot."""
+
+from __future__ import annotations
+
+import pytest
+
+from adapter.config import load_settings
+from adapter.engine.build import PacketBuilder
+from adapter.errors import ConfigError
+from adapter.sources.changes import SourceCursor, SourceRecord
+from tests.conftest import write_config
+from tests.helpers import sample_record
+
+
+def _settings(tmp_path, pki, signing: str):
+    cfg = write_config(tmp_path, pki)
+    text = cfg.read_text(encoding="utf-8")
+    start = text.index("[signing]")
+    end = text.index("[lgsp]")
+    cfg.write_text(text[:start] + "[signing]\n" + signing + "\n" + text[end:], encoding="utf-8")
+    return load_settings(cfg, environ={})
+
+
+def test_ecdsa_with_an_rsa_key_is_a_settings_error_naming_the_key(tmp_path, pki):
+    s = _settings(tmp_path, pki, f'key = "{pki}/adapter.key"\ncert = "{pki}/adapter.crt"\n'
+                                 'algorithm = "ecdsa-sha256"')
+    with pytest.raises(ConfigError) as ei:
+        PacketBuilder(s)
+    assert ei.value.key == "signing.key"
+    assert "ecdsa-sha256 needs an EC key" in ei.value.reason
+    assert "holds an RSA key" in ei.value.reason
+
+
+def test_rsa_with_an_ec_key_is_refused_too(tmp_path, pki):
+    s = _settings(tmp_path, pki, f'key = "{pki}/adapter-ec.key"\n'
+                                 f'cert = "{pki}/adapter-ec.crt"\nalgorithm = "rsa-sha256"')
+    with pytest.raises(ConfigError, match="rsa-sha256 needs an RSA key, but .* holds an EC"):
+        PacketBuilder(s)
+
+
+def test_ecdsa_signs_with_the_ec_key_configuration_names(tmp_path, pki):
+    s = _settings(tmp_path, pki, f'key = "{pki}/adapter-ec.key"\n'
+                                 f'cert = "{pki}/adapter-ec.crt"\nalgorithm = "ecdsa-sha256"')
+    builder = PacketBuilder(s)
+    data = sample_record("case")
+    record = SourceRecord("case", data["case_code"], 1, SourceCursor.decode(None), data)
+    ex = builder.build(record, "000.00.00.G22")
+    assert ex.error is None and ex.payload is not None
+    assert b"ecdsa-sha256" in ex.payload
