@@ -12,10 +12,10 @@ from lxml import etree
 from adapter.crypto import PacketVerifier, load_certificates, load_identity
 from adapter.crypto.sign import PacketSigner, SignxmlSigner
 from adapter.errors import ConfigError, PacketError
-from adapter.mapping import MappingSet
+from adapter.kinds import KINDS as REGISTRY
 from tests.helpers import N, build_packet, sample_record
 
-KINDS = MappingSet().kinds()
+KINDS = [spec.name for spec in REGISTRY.mapped()]
 
 
 @pytest.fixture(scope="module")
