@@ -113,3 +113,80 @@ def test_unreachable_axis_is_transient(axis_sim):
                       secret_file=axis_sim.axis.secret_file)
     with pytest.raises(TransportError):
         AxisTransport(cfg, axis_sim.path, organisation_id=BTP).received()
+
+
+def test_a_zipped_attachment_arrives_unpacked_and_the_evidence_keeps_the_packet_as_received(
+        tmp_path, pki):
+    """The official library zips e.g. an .odt and labels it application/zip: the clerk gets
+    the .odt back, the evidence log the packet exactly as the axis delivered it."""
+    import hashlib
+    import io
+    import zipfile
+
+    from sqlalchemy import select
+
+    from adapter.crypto.keys import load_identity
+    from adapter.dbutil import make_engine
+    from adapter.edxml import build_document, sign_edxml
+    from adapter.edxml.model import Attachment, Business, EdocDocument, Organization
+    from adapter.service.runner import Service
+    from adapter.sources.models import ReceivedDocumentRow
+    from adapter.store.evidence import EvidenceEntry
+    from adapter.store.models import Packet
+    from adapter.xml.safe import serialize
+
+    original = "Biên bản kê biên tài sản\n".encode() * 200
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bien-ban.odt", original)
+    doc = EdocDocument(
+        sender=Organization(BTP, "Cục Quản lý THADS", "", "58-60 Trần Phú, Hà Nội"),
+        recipients=[Organization(HCM, "Cục THADS TP.HCM", "", "TP.HCM")],
+        document_id=f"{BTP},2026/11/20,125/QĐ-TCTHADS", code_number="125",
+        code_notation="QĐ-TCTHADS", place="Hà Nội", promulgation_date="2026/11/20",
+        doc_type="1", type_detail="", type_name="Quyết định", subject="Kê biên tài sản",
+        content="Biên bản kèm theo", signer_competence="", signer_position="",
+        signer_name="Nguyễn Văn An", due_date="", priority="0", steering_type="",
+        trace=[(BTP, "2026/11/20 09:00:00")], business=Business("0"),
+        attachments=[Attachment("cid:1", "bien-ban.odt", "Biên bản", "", buf.getvalue(), "")])
+    ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
+    packet = serialize(sign_edxml(build_document(doc), ident))
+    assert b"<ContentType>application/zip</ContentType>" in packet
+
+    port = free_port()
+    cfg = write_config(tmp_path, pki, sim_port=port, extra=axis_toml(pki, port, "hcm") + f"""
+[[peers]]
+name = "Cục Quản lý THADS"
+organisation_ids = ["{BTP}"]
+trust_anchors = ["{pki}/ca.crt"]
+""", routes="""
+[[routes]]
+name = "axis-in"
+kind = "edoc"
+direction = "in"
+channel = "axis"
+""")
+    cfg.write_text(cfg.read_text().replace(f'organisation_id = "{BTP}"',
+                                           f'organisation_id = "{HCM}"', 1), encoding="utf-8")
+    hcm = load_settings(cfg)
+    served = serve_wsgi(build_app(hcm), settings=hcm, port=port)
+    try:
+        client(hcm, "btp", BTP).send(packet, "edoc")
+        service = Service(hcm)
+        service.ctx.store.create_schema()
+        try:
+            assert service.run_once() == 0
+        finally:
+            service.ctx.close()
+    finally:
+        served.close()
+    with make_engine(hcm.url(hcm.source.url)).connect() as c:
+        (row,) = c.execute(select(ReceivedDocumentRow)).all()
+    assert (row.attachment, row.attachment_name, row.progress) == (original, "bien-ban.odt",
+                                                                   "03")
+    with make_engine(hcm.url(hcm.adapter.state_db)).connect() as c:
+        stored = c.execute(select(Packet.payload)).scalars().all()
+        received = c.execute(select(EvidenceEntry.content_sha256).where(
+            EvidenceEntry.event == "received")).scalars().all()
+    assert stored == [packet]
+    assert received == [hashlib.sha256(packet).hexdigest()]
