@@ -289,3 +289,17 @@ def test_answers_map_to_transient_or_permanent(tmp_path, status, body, error, te
             assert ei.value.code == body["ErrorCode"]
     finally:
         server.close()
+
+
+def test_the_simulated_axis_does_not_borrow_the_clients_code():
+    """Otherwise these tests would only prove that the client agrees with itself."""
+    import ast
+    from pathlib import Path
+
+    import adapter.sim
+    for path in Path(adapter.sim.__file__).parent.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import)
+                     for a in n.names]
+        assert not [m for m in imported if m.startswith("adapter.transports")], path.name
