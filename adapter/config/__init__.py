@@ -282,8 +282,9 @@ class SimulatorSection(_Section):
     demo_judgments: int = Field(default=0, ge=0, le=100_000)
     #: systems the simulated axis knows: id, organisation, shared secret.
     axis_clients: list[AxisClient] = []
-    #: how far a request's timestamp may be from the axis's clock.
-    axis_max_skew_seconds: float = Field(default=300.0, gt=0)
+    #: refuse axis requests whose timestamp is further than this from the clock; unset
+    #: (the default) accepts the official SDK, which reuses one timestamp per client.
+    axis_max_skew_seconds: float | None = Field(default=None, gt=0)
 
 
 class ServiceSection(_Section):

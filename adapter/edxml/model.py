@@ -49,6 +49,9 @@ class Attachment:
     data: bytes
     #: what the bytes are, by their first bytes: application/pdf, application/zip, ...
     detected_type: str
+    #: the zip entry `data` was unpacked from, when the sender's library zipped the file
+    #: (the packet as received, zip included, stays in the evidence log)
+    unpacked_from: str = ""
 
 
 @dataclass
@@ -80,7 +83,10 @@ class EdocDocument:
     steering_type: str
     response_for: list[ResponseFor] = field(default_factory=list)
     to_places: list[str] = field(default_factory=list)
+    #: (OrganId, Timestamp) per hop; OrganId "" where a hop added in transit has none
     trace: list[tuple[str, str]] = field(default_factory=list)
+    #: one note per hop kept although it names no organisation
+    trace_flags: list[str] = field(default_factory=list)
     business: Business | None = None
     attachments: list[Attachment] = field(default_factory=list)
 

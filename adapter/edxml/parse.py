@@ -16,6 +16,13 @@ from pathlib import Path
 
 from lxml import etree
 
+from adapter.edxml.attachments import (
+    ZipKept,
+    ZipLimits,
+    ZipRefused,
+    library_zipped,
+    unpack_library_zip,
+)
 from adapter.edxml.model import (
     EDXML_NS,
     Attachment,
@@ -32,6 +39,7 @@ from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SCHEMA_DIR, SchemaRegistry
 
 E = f"{{{EDXML_NS}}}"
+DEFAULT_ZIP_LIMITS = ZipLimits()
 STRICT_ORGAN_ID = re.compile(r"\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}")
 _ORG_FIELDS = {"OrganId": "organ_id", "OrganName": "name", "OrganizationInCharge": "in_charge",
                "OrganAdd": "address", "Email": "email", "Telephone": "telephone", "Fax": "fax",
@@ -102,9 +110,12 @@ class _Reader:
 
 
 def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = False,
-                signature: SignatureOutcome | None = None) -> ParsedEdxml:
+                signature: SignatureOutcome | None = None,
+                zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> ParsedEdxml:
     """Parse and check one edXML packet. `signature` is the verification outcome, when the
-    caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked."""
+    caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked.
+    Attachments the sender's library zipped are returned unpacked, within `zip_limits`
+    (attachments.py)."""
     root = parse_untrusted(data, name=name)
     if root.tag != E + "edXML":
         raise EdxmlError(f"root element is <{root.tag}>, not edXML in {EDXML_NS}",
@@ -121,7 +132,7 @@ def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = Fals
     if mh.find(E + "StatusCode") is not None:
         packet = _status(r, mh, sender)
         return ParsedEdxml("status", packet, sig, r.warnings)
-    packet = _document(r, root, header, mh, sender)
+    packet = _document(r, root, header, mh, sender, zip_limits)
     return ParsedEdxml("edoc", packet, sig, r.warnings)
 
 
@@ -158,7 +169,30 @@ def _status(r: _Reader, mh: etree._Element, sender: Organization) -> StatusPacke
                         staff)
 
 
-def _document(r: _Reader, root, header, mh, sender: Organization) -> EdocDocument:
+def _trace(r: _Reader, trace_list) -> tuple[list[tuple[str, str]], list[str]]:
+    """The hops; one the axis added in transit without an organisation (no OrganId, or the
+    text "null") is kept with OrganId "" and flagged, not refused."""
+    trace: list[tuple[str, str]] = []
+    flags: list[str] = []
+    hops = trace_list.findall(E + "TraceHeader") if trace_list is not None else []
+    for n, th in enumerate(hops, 1):
+        organ = th.find(E + "OrganId")
+        value = r.text(th, "OrganId")
+        if organ is None or not value or value.lower() == "null":
+            what = "no OrganId" if organ is None or not value else f"OrganId {value!r}"
+            flag = (f"line {th.sourceline}: TraceHeader {n} has {what} (a hop added in "
+                    "transit): kept, flagged")
+            flags.append(flag)
+            r.warnings.append(flag)
+            value = ""
+        else:
+            r.organ_id(organ, value)
+        trace.append((value, r.text(th, "Timestamp")))
+    return trace, flags
+
+
+def _document(r: _Reader, root, header, mh, sender: Organization,
+              zip_limits: ZipLimits) -> EdocDocument:
     tos = [r.organization(t) for t in mh.findall(E + "To")]
     if not tos:
         raise r.fail(mh, "at least one To is required")
@@ -197,15 +231,15 @@ def _document(r: _Reader, root, header, mh, sender: Organization) -> EdocDocumen
         r.warnings.append(f"DocumentId {doc_id!r} does not follow "
                           "{sender OrganId},{yyyy/MM/dd},{CodeNumber}/{CodeNotation}")
     trace_list = header.find(E + "TraceHeaderList")
-    trace = []
-    for th in (trace_list.findall(E + "TraceHeader") if trace_list is not None else []):
-        trace.append((r.organ_id(th.find(E + "OrganId"), r.text(th, "OrganId")),
-                      r.text(th, "Timestamp")))
+    trace, trace_flags = _trace(r, trace_list)
     if not trace:
         raise r.fail(header, "at least one TraceHeader is required")
     business = None
-    bus = trace_list.find(E + "Bussiness")
-    if bus is not None:
+    buses = trace_list.findall(E + "Bussiness")
+    if len(buses) > 1:
+        raise r.fail(buses[1], "TraceHeaderList holds more than one Bussiness")
+    if buses:
+        bus = buses[0]
         business = Business(r.text(bus, "BussinessDocType"), r.text(bus, "DocumentId"),
                             r.text(bus, "BussinessDocReason"))
     signer = mh.find(E + "SignerInfo")
@@ -226,10 +260,11 @@ def _document(r: _Reader, root, header, mh, sender: Organization) -> EdocDocumen
                       if x],
         to_places=[(p.text or "").strip() for p in (places if places is not None else [])
                    if isinstance(p.tag, str)],
-        trace=trace, business=business, attachments=_attachments(r, root))
+        trace=trace, trace_flags=trace_flags, business=business,
+        attachments=_attachments(r, root, zip_limits))
 
 
-def _attachments(r: _Reader, root) -> list[Attachment]:
+def _attachments(r: _Reader, root, zip_limits: ZipLimits) -> list[Attachment]:
     manifest = {r.text(ref, "ContentId"): ref for ref in root.iterfind(
         f"{E}edXMLEnvelope/{E}edXMLBody/{E}edXMLManifest/{E}Reference")}
     out = []
@@ -242,11 +277,23 @@ def _attachments(r: _Reader, root) -> list[Attachment]:
             raise r.fail(encoded if encoded is not None else att,
                          f"attachment {cid or '?'} is not base64") from None
         declared = r.text(att, "ContentType") or r.text(manifest.get(cid), "ContentType")
+        name = r.text(att, "AttachmentName")
+        entry = ""
+        if library_zipped(declared, name, data):
+            try:
+                entry, data = unpack_library_zip(data, zip_limits)
+            except ZipRefused as exc:
+                raise r.fail(att, f"attachment {cid or '?'} ({name}): {exc}") from None
+            except ZipKept as exc:
+                r.warnings.append(f"attachment {cid} ({name}): {exc}: kept as received")
+            else:
+                r.warnings.append(f"attachment {cid} ({name}): unpacked from the sender's zip "
+                                  f"(entry {entry!r}, {len(data)} bytes)")
         detected = detect_type(data)
-        if declared and declared != detected:
+        if declared and declared != detected and not entry:
             r.warnings.append(f"attachment {cid}: declared {declared}, content is {detected}")
-        out.append(Attachment(cid, r.text(att, "AttachmentName"), r.text(att, "Description"),
-                              declared, data, detected))
+        out.append(Attachment(cid, name, r.text(att, "Description"), declared, data, detected,
+                              entry))
     missing = sorted(set(manifest) - {a.content_id for a in out})
     if missing:
         raise r.fail(root.find(f"{E}edXMLEnvelope/{E}edXMLBody/{E}edXMLManifest"),

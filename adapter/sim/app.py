@@ -110,7 +110,7 @@ class SimulatorApp:
             return self._json(start_response, dataclasses.asdict(self.faults))
         if path == "/lgsp" and method == "POST":
             return self._soap(environ, start_response)
-        if path.startswith("/axis/") and method == "POST" and self.axis is not None:
+        if path.startswith("/axis/") and method in ("POST", "GET") and self.axis is not None:
             try:
                 body = self._body(environ)
             except UnsafeXmlError as exc:

@@ -1,9 +1,14 @@
-"""Client of the national document axis: REST calls answering JSON, every request
-authenticated with HMAC-signed `XroadVnpt-*` headers (axis_auth.py).
+"""Client of the national document axis, speaking the official SDK's wire format.
 
-One keep-alive session, explicit connect and read timeouts, no proxy lookups from the
-environment. Errors are classified like the SOAP channel's: refusals (4xx, FAIL answers)
-are `RejectedByPeer`, outages (connection, timeout, 5xx, 429) are `TransportError`.
+Every call is a POST to `<endpoint>/<call>` with HMAC-signed `XroadVnpt-*` headers
+(axis_auth.py) answering JSON that carries `status`, `ErrorCode` (`"0"` = success) and
+`ErrorDesc`. sendEdoc uploads the raw .edxml as `application/octet-stream` (the bytes and a
+CRLF, as the SDK's upload helper writes them); the list calls ask for one `messagetype` per
+call, so documents and status packets are polled separately.
+
+Errors are classified here, at the edge: an outage (connection, timeout, HTTP 5xx or 429,
+an answer that is not the axis's JSON) is a `TransportError`, to retry; a refusal (a non-zero
+`ErrorCode`, HTTP 4xx) is `RejectedByPeer`, carrying the axis's code and description.
 """
 
 from __future__ import annotations
@@ -15,20 +20,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-from urllib3 import encode_multipart_formdata
 
 from adapter.config import AxisSection
 from adapter.errors import ConfigError, RejectedByPeer, TransportError
-from adapter.transports.axis_auth import sign_headers, timestamp
+from adapter.transports.axis_auth import (
+    Clock,
+    sdk_hash_file,
+    sdk_timestamp,
+    signed_headers,
+    vietnam_now,
+)
 from adapter.transports.base import ItemOutcome, PlatformReceipt, SubmitItem
+
+MESSAGE_TYPES = ("edoc", "status")
+SERVICE_TYPE = "eDoc"
+JSON, OCTETS = "application/json", "application/octet-stream"
 
 
 @dataclass(frozen=True)
 class AxisItem:
+    """One entry of getReceivedEdocList, under the SDK's field names."""
+
     doc_id: str
     sender: str
     message_type: str
     status: str
+    created_time: str = ""
+    status_desc: str = ""
 
 
 def read_secret(cfg: AxisSection, resolve=Path) -> bytes:
@@ -45,9 +63,16 @@ def read_secret(cfg: AxisSection, resolve=Path) -> bytes:
     raise ConfigError("axis", "axis.secret_file", "set secret_file or secret_env")
 
 
+def _message_type(message_type: str) -> str:
+    if message_type not in MESSAGE_TYPES:
+        raise ValueError(f"messagetype must be edoc or status, not {message_type!r}")
+    return message_type
+
+
 class AxisTransport:
-    def __init__(self, cfg: AxisSection, resolve=Path, *, organisation_id: str) -> None:
-        self.cfg, self.organisation_id = cfg, organisation_id
+    def __init__(self, cfg: AxisSection, resolve=Path, *, organisation_id: str,
+                 clock: Clock = vietnam_now) -> None:
+        self.cfg, self.organisation_id, self.clock = cfg, organisation_id, clock
         self.secret = read_secret(cfg, resolve)
         self.base = cfg.endpoint.rstrip("/")
         s = requests.Session()
@@ -55,55 +80,112 @@ class AxisTransport:
         s.verify = str(resolve(cfg.ca_file)) if cfg.ca_file else True
         self.session = s
 
-    def _post(self, path: str, values: dict[str, str], *, body: bytes = b"{}",
-              content_type: str = "application/json") -> dict:
-        signed = {"systemid": self.cfg.system_id, "timestamp": timestamp(),
-                  "content-type": content_type, **values}
-        headers = sign_headers(signed, self.secret)
-        headers["Content-Type"] = content_type
+    # ---- the wire --------------------------------------------------------------------
+
+    def _call(self, call: str, values: list[tuple[str, str]], *, body: bytes = b"",
+              content_type: str = JSON, method: str = "POST") -> dict:
+        signed = [("systemid", self.cfg.system_id), *values,
+                  ("timestamp", sdk_timestamp(self.clock())), ("Content-Type", content_type)]
+        headers = signed_headers(signed, self.secret)
         try:
-            r = self.session.post(self.base + path, data=body, headers=headers,
-                                  timeout=(self.cfg.connect_timeout, self.cfg.operation_timeout))
+            r = self.session.request(method, f"{self.base}/{call}", data=body or None,
+                                     headers=headers,
+                                     timeout=(self.cfg.connect_timeout,
+                                              self.cfg.operation_timeout))
         except requests.exceptions.Timeout:
-            raise TransportError(f"axis {path}: timed out") from None
+            raise TransportError(f"axis {call}: timed out") from None
         except requests.exceptions.ConnectionError as exc:
-            raise TransportError(f"axis {path}: cannot reach the axis: {exc}"[:300]) from None
+            raise TransportError(f"axis {call}: cannot reach the axis: {exc}"[:300]) from None
+        return self._answer(call, r)
+
+    @staticmethod
+    def _answer(call: str, r: requests.Response) -> dict:
         try:
             answer = r.json()
         except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
             answer = {}
-        reason = answer.get("ErrorDesc") or answer.get("error") or r.reason
+        code = answer.get("ErrorCode")
+        desc = str(answer.get("ErrorDesc") or r.reason or "").strip()
         if r.status_code >= 500 or r.status_code == 429:
-            raise TransportError(f"axis {path}: HTTP {r.status_code}: {reason}")
-        if r.status_code >= 400 or answer.get("status") != "OK":
-            raise RejectedByPeer(f"axis {path}: {reason}", str(r.status_code))
+            raise TransportError(f"axis {call}: HTTP {r.status_code}: {desc}"[:500])
+        if r.status_code >= 400:
+            raise RejectedByPeer(f"axis {call}: HTTP {r.status_code}: {desc}"[:500],
+                                 str(code if code is not None else r.status_code))
+        if code is None:
+            # a gateway's page or a half-written answer: not the axis speaking
+            raise TransportError(f"axis {call}: the answer carries no ErrorCode "
+                                 f"(HTTP {r.status_code}, {r.headers.get('Content-Type')})")
+        if str(code) != "0":
+            raise RejectedByPeer(f"axis {call}: ErrorCode {code}: {desc or 'no description'}"
+                                 [:500], str(code))
         return answer
+
+    # ---- the five calls, and the two counts -------------------------------------------
 
     def send(self, data: bytes, message_type: str) -> str:
         """Upload one edXML packet (edoc or status); returns the axis's DocId."""
-        body, ctype = encode_multipart_formdata(
-            {"file_doc": ("packet.edxml", data, "application/xml")})
-        answer = self._post("/sendEdoc", {
-            "from": self.organisation_id, "servicetype": "eDoc", "messagetype": message_type,
-            "hash-file": hashlib.sha256(data).hexdigest()}, body=body, content_type=ctype)
-        return str(answer["DocId"])
+        answer = self._call("sendEdoc", [
+            ("from", self.organisation_id), ("servicetype", SERVICE_TYPE),
+            ("messagetype", _message_type(message_type)), ("hash-file", sdk_hash_file(data))],
+            body=data + b"\r\n", content_type=OCTETS)
+        doc_id = answer.get("DocId")
+        if not doc_id:
+            raise RejectedByPeer("axis sendEdoc: ErrorCode 0 but no DocId in the answer")
+        return str(doc_id)
+
+    def received_list(self, message_type: str) -> list[AxisItem]:
+        """What waits for us of one kind: `edoc` (documents) or `status` (status packets)."""
+        answer = self._call("getReceivedEdocList", [
+            ("servicetype", SERVICE_TYPE), ("messagetype", _message_type(message_type))])
+        return [AxisItem(str(i["docId"]), str(i.get("from") or ""),
+                         str(i.get("messageType") or message_type), str(i.get("status") or ""),
+                         str(i.get("created_time") or ""), str(i.get("status_desc") or ""))
+                for i in answer.get("data") or [] if i.get("docId")]
+
+    def received_documents(self) -> list[AxisItem]:
+        return self.received_list("edoc")
+
+    def received_statuses(self) -> list[AxisItem]:
+        return self.received_list("status")
 
     def received(self) -> list[AxisItem]:
-        answer = self._post("/getReceivedEdocList", {"servicetype": "eDoc"})
-        return [AxisItem(str(i["docId"]), i.get("from", ""), i.get("messageType", ""),
-                         i.get("status", "")) for i in answer.get("data", [])]
+        """Both kinds, interleaved so that a long queue of one never starves the other
+        (the engine takes the first `batch_size`)."""
+        docs, statuses = self.received_documents(), self.received_statuses()
+        out: list[AxisItem] = []
+        for i in range(max(len(docs), len(statuses))):
+            out.extend(x[i] for x in (statuses, docs) if i < len(x))
+        return out
 
     def get(self, doc_id: str) -> bytes:
-        answer = self._post("/getEdoc", {"docid": doc_id})
-        return base64.b64decode(answer["data"])
+        answer = self._call("getEdoc", [("docId", doc_id)], body=b"{}")
+        try:
+            return base64.b64decode(answer["data"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise RejectedByPeer(f"axis getEdoc {doc_id}: data is not base64") from None
 
     def update_status(self, doc_id: str, status: str) -> None:
         if status not in ("done", "fail"):
             raise ValueError(status)
-        self._post("/updateStatus", {"docid": doc_id, "status": status})
+        self._call("updateStatus", [("docId", doc_id), ("status", status)])
 
-    def sent(self) -> list[dict]:
-        return list(self._post("/getSentEdocList", {"servicetype": "eDoc"}).get("data", []))
+    def sent(self, message_type: str = "edoc") -> list[dict]:
+        """getSentEdocList items of one kind, under the SDK's field names."""
+        return list(self._call("getSentEdocList", [
+            ("servicetype", SERVICE_TYPE),
+            ("messagetype", _message_type(message_type))]).get("data") or [])
+
+    def count_received(self, message_type: str) -> int:
+        """countReceiveEdoc / countReceiveStatus: a GET, as the SDK sends them."""
+        call = "countReceiveEdoc" if _message_type(message_type) == "edoc" \
+            else "countReceiveStatus"
+        answer = self._call(call, [("servicetype", SERVICE_TYPE),
+                                   ("messagetype", message_type)], method="GET")
+        return int(answer.get("count") or 0)
+
+    # ---- the engine's interface --------------------------------------------------------
 
     def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
         """The axis takes one file per call; a document is `queued` until its recipients

@@ -71,7 +71,9 @@ def test_documents_with_copied_signatures_are_refused_under_reject(name, anchors
     assert parsed.packet.business.doc_type == BUSINESS[name]
     assert len(parsed.packet.recipients) == 3
     (att,) = parsed.packet.attachments
-    assert att.detected_type == "application/zip" and att.name.endswith(".doc")
+    # labelled application/zip under a name not ending in .zip: the library's zip, unpacked
+    assert att.declared_type == "application/zip" and att.name.endswith(".doc")
+    assert att.unpacked_from.endswith(".edxml") and att.data.startswith(b"<?xml")
     ok, why = parsed.verdict("reject")
     assert not ok and "signature invalid" in why
     assert parsed.verdict("flag")[0] is True
