@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect
-from sqlalchemy.exc import SQLAlchemyError
+# Alembic narrates every step at INFO; the caller prints one line of what happened instead.
+logging.getLogger("alembic").setLevel(logging.WARNING)
 
-from adapter.errors import AdapterError
+from alembic import command  # noqa: E402
+from alembic.config import Config  # noqa: E402
+from alembic.migration import MigrationContext  # noqa: E402
+from alembic.operations import Operations  # noqa: E402
+from alembic.script import ScriptDirectory  # noqa: E402
+from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect  # noqa: E402
+from sqlalchemy.exc import SQLAlchemyError  # noqa: E402
+
+from adapter.errors import AdapterError  # noqa: E402
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: release 0.1.0's schema, which databases created before migrations are adopted as
@@ -88,9 +92,14 @@ def head_revision() -> str:
     return head
 
 
+def history() -> list[tuple[str, str]]:
+    """(revision, title) of every revision this release ships, base first."""
+    return [(s.revision, (s.doc or "").strip().splitlines()[0] if s.doc else "")
+            for s in reversed(list(_scripts().walk_revisions()))]
+
+
 def known_revisions() -> list[str]:
-    """Base first."""
-    return [s.revision for s in reversed(list(_scripts().walk_revisions()))]
+    return [rev for rev, _ in history()]
 
 
 def _where(engine: Engine) -> str:
@@ -294,7 +303,7 @@ def _adopt(conn: Connection) -> list[str]:
             "state database has no revision and its tables are not those of release 0.1.0, "
             f"so it cannot be upgraded automatically: {'; '.join(problems[:3])}{more}")
     missing = [t for t in baseline.TABLES if t not in present]
-    with Operations.context(Operations(MigrationContext.configure(conn))):
+    with Operations.context(MigrationContext.configure(conn)):
         for t in missing:
             baseline.TABLES[t]()
     command.stamp(_config(conn), BASELINE)
