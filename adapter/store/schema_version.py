@@ -308,3 +308,28 @@ def _adopt(conn: Connection) -> list[str]:
             baseline.TABLES[t]()
     command.stamp(_config(conn), BASELINE)
     return missing
+
+
+# ---- for developers: a draft of the next revision ------------------------------------------
+
+def draft_revision(message: str) -> Path:
+    """Write versions/NNNN_<message>.py: what the models now have that head does not,
+    compared on a scratch SQLite database at head (operations in batch mode, so they run on
+    SQLite and PostgreSQL). A draft: read it, name constraints, move data, then test it."""
+    number = max(int(rev) for rev in known_revisions() if rev.isdigit()) + 1
+    scratch = create_engine("sqlite://")
+    try:
+        with scratch.begin() as conn:
+            command.upgrade(_config(conn), "head")
+            script = command.revision(_config(conn), message=message, autogenerate=True,
+                                      rev_id=f"{number:04d}")
+    finally:
+        scratch.dispose()
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)
+
+
+if __name__ == "__main__":  # python -m adapter.store.schema_version "add foo to exchanges"
+    import sys
+
+    print(draft_revision(" ".join(sys.argv[1:]) or "change"))

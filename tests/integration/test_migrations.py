@@ -371,3 +371,24 @@ def test_the_migrations_ship_inside_the_package():
     assert {"env.py", "script.py.mako", "versions/0001_baseline.py"} <= files
     pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
     assert '"adapter.store.migrations" = ["script.py.mako"' in pyproject
+
+
+def test_a_draft_of_the_next_revision_has_the_models_changes(tmp_path, monkeypatch):
+    import shutil
+
+    migrations = tmp_path / "migrations"
+    shutil.copytree(sv.MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(sv, "MIGRATIONS", migrations)
+    head = sv.head_revision()
+    number = int(head) + 1
+    changed = MetaData()
+    for t in sv.state_metadata().sorted_tables:
+        t.to_metadata(changed)
+    changed.tables["cursors"].append_column(Column("draft_note", String(30), nullable=True))
+    monkeypatch.setattr(sv, "state_metadata", lambda: changed)
+    path = sv.draft_revision("cursor notes")
+    assert path.name == f"{number:04d}_cursor_notes.py" and path.parent.name == "versions"
+    text = path.read_text("utf-8")
+    assert f"down_revision = {head!r}" in text
+    assert "batch_op.add_column(sa.Column('draft_note', sa.String(length=30)" in text
+    assert sv.head_revision() == f"{number:04d}"
