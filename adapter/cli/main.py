@@ -45,7 +45,7 @@ def _setup_logging(level: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from adapter.cli import audit, certs, edxml, exchanges, packets, running
+    from adapter.cli import audit, certs, db, edxml, exchanges, packets, running
 
     p = argparse.ArgumentParser(prog="thads-adapter",
                                 description="THADS exchange adapter (LGSP SOAP, document axis)")
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     certs.register(sub)
     edxml.register(sub)
     audit.register(sub)
+    db.register(sub)
     return p
 
 
