@@ -94,9 +94,9 @@ def cmd_verify(args) -> int:
             print_field("also", str(p))
     for n in rep.notes:
         print_field("note", n)
-    if latest:
-        print_field("keep", f"--expect-checkpoint {latest} (the newest checkpoint: pass it "
-                    "to the next audit verify)")
+    if latest:  # one unwrapped line, to copy whole
+        print(f"{'keep:':<17}--expect-checkpoint {latest}")
+        print_field("", "the newest checkpoint: pass it to the next audit verify")
     return 0 if rep.intact else 1
 
 

@@ -194,6 +194,29 @@ def test_cli_audit_verify_exit_codes(logged, config_file, capsys):
     assert "entry 7: deleted" in capsys.readouterr().out
 
 
+def test_cli_audit_verify_takes_the_checkpoint_the_auditor_kept(logged, config_file, capsys):
+    from adapter.cli.main import main
+    engine, _ = logged
+    cfg = ["--config", str(config_file), "audit", "verify"]
+    assert main(cfg) == 0
+    keep = capsys.readouterr().out.split("--expect-checkpoint ")[1].split()[0]
+    assert main([*cfg, "--expect-checkpoint", keep]) == 0
+    assert main([*cfg, "--expect-checkpoint", "3:nothex"]) == 2
+    assert "is not COUNT:TIP" in capsys.readouterr().err
+    with engine.begin() as c:  # the newest checkpoint and what it signed, gone
+        cp = c.execute(select(Checkpoint.id, Checkpoint.seq).order_by(Checkpoint.id.desc())
+                       ).first()
+        c.execute(delete(Checkpoint).where(Checkpoint.id == cp.id))
+        c.execute(delete(EvidenceEntry).where(EvidenceEntry.seq > cp.seq - 5))
+        h = c.execute(select(EvidenceEntry.entry_hash).where(
+            EvidenceEntry.seq == cp.seq - 5)).scalar()
+        c.execute(update(EvidenceHead).values(seq=cp.seq - 5, hash=h))
+    capsys.readouterr()
+    assert main([*cfg, "--expect-checkpoint", keep]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "history is shorter than the auditor last saw" in out
+
+
 def test_checkpoint_covers_only_new_entries(logged, pki):
     engine, _ = logged
     ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
@@ -218,6 +241,17 @@ def test_an_altered_timestamp_token_is_named(logged, pki):
         c.execute(update(Checkpoint).where(Checkpoint.id == cp_id).values(tsa_token=bytes(bad)))
     rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")
     assert [p.what for p in rep.problems] == ["timestamp"]
+
+
+def test_a_stripped_timestamp_token_is_a_problem_when_stamping_is_configured(logged, pki):
+    engine, anchors = logged
+    with engine.begin() as c:
+        cp_seq = c.execute(select(Checkpoint.seq).order_by(Checkpoint.id)).scalar()
+        c.execute(update(Checkpoint).where(Checkpoint.seq == cp_seq).values(tsa_token=None))
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")  # no stamping configured
+    assert rep.intact and rep.unstamped == 1
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt", grace=0)
+    assert [(p.what, p.seq) for p in rep.problems] == [("timestamp", cp_seq)]
 
 
 def test_a_timestamp_outage_stops_nothing_and_loses_no_evidence(settings, sim, pki):
