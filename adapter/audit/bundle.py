@@ -196,10 +196,12 @@ def verify_bundle(path: Path, *, ca: Path, tsa_ca: Path | None = None,
             return BundleVerdict(False, f"FAILED: not a readable bundle: {exc}", "", "")
         script = Path(tmp) / "adapter-verify.sh"
         script.write_text(VERIFY_SH)
-        args = ["sh", str(script), "--dir", str(unpacked), "--ca", str(ca)]
-        for flag, value in (("--tsa-ca", tsa_ca), ("--signer", signer), ("--after", after)):
-            if value:
-                args += [flag, str(value)]
+        args = ["sh", str(script), "--dir", str(unpacked), "--ca", str(Path(ca).absolute())]
+        for flag, file in (("--tsa-ca", tsa_ca), ("--signer", signer)):
+            if file:
+                args += [flag, str(Path(file).absolute())]
+        if after:
+            args += ["--after", after]
         r = subprocess.run(args, capture_output=True, text=True, timeout=3600, cwd=tmp)
     out = (r.stdout + r.stderr).strip()
     lines = out.splitlines()

@@ -144,6 +144,6 @@ while read -r file root; do
       --trusted-pem "$ca" "$file" >/dev/null 2>&1 || fail "$file: signature does not verify"
   fi
 done < signed-packets.txt
-echo "tip: $last:$prev (pass --after $last:$prev to check the next bundle)"
+echo "tip: $last:$prev (pass it as --after to check the next bundle)"
 echo "INTACT"
 """

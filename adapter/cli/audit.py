@@ -96,7 +96,7 @@ def cmd_verify(args) -> int:
         print_field("note", n)
     if latest:  # one unwrapped line, to copy whole
         print(f"{'keep:':<17}--expect-checkpoint {latest}")
-        print_field("", "the newest checkpoint: pass it to the next audit verify")
+        print(f"{'':<17}(the newest checkpoint: pass it to the next audit verify)")
     return 0 if rep.intact else 1
 
 
@@ -179,5 +179,5 @@ def cmd_archive(args) -> int:
     print(f"entries up to {r['seq_to']} archived to {args.out} (sha256 {r['sha256']}): "
           f"{r['entries']} entries, {r['packets']} packets, {r['checkpoints']} checkpoints; "
           f"{r['packets_freed']} packet payloads freed; what remains verifies from there")
-    print(f"tip: {r['tip']} (pass --after {r['tip']} when checking the next bundle)")
+    print(f"tip: {r['tip']} (pass it as --after when checking the next bundle)")
     return 0
