@@ -287,10 +287,11 @@ def _check_checkpoints(c: Connection, rep: Report, cps: list[dict], arch: dict |
 def _check_link(rep: Report, cp: dict, st: Statement, number: int, prev_hash: str,
                 prev_seq: int, prev_tip: str, arch: dict | None) -> None:
     if st.number != number or st.prev != prev_hash:
+        before = f"checkpoint {number - 1}" if number > 1 else "the start of the log"
         rep.problems.append(Problem(cp["seq"], "checkpoint", (
-            f"the chain of checkpoints is broken before checkpoint {st.number}: "
-            f"checkpoint {number - 1} is not the one it signs as its predecessor "
-            "(checkpoints were deleted or replaced)")))
+            f"the chain of checkpoints is broken: checkpoint {st.number} does not follow "
+            f"{before}, the one before it in the database (checkpoints were deleted or "
+            "replaced)")))
     elif (st.first, st.start) != (prev_seq + 1, prev_tip):
         rep.problems.append(Problem(cp["seq"], "checkpoint", (
             f"checkpoint {st.number} signs a range starting at entry {st.first}, not right "
