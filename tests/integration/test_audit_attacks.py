@@ -455,3 +455,30 @@ def test_the_test_tsa_leaves_no_directory_behind(pki, tmp_path, monkeypatch):
     replies = [tsa.reply((tmp_path / "q.tsq").read_bytes()) for _ in range(2)]
     assert all(len(r) > 500 for r in replies) and replies[0] != replies[1]
     assert list(scratch.iterdir()) == []
+
+
+def test_a_packet_removed_from_a_bundle_with_its_checksum_fails(bundle, pki, tmp_path):
+    with zipfile.ZipFile(bundle) as z:
+        sums = z.read("SHA256SUMS").decode().splitlines()
+    gone = sums[0].split()[1]
+
+    def change(name, data):
+        if name == gone:
+            return None
+        if name == "SHA256SUMS":
+            return ("\n".join(sums[1:]) + "\n").encode()
+        return data
+    thinner = tmp_path / "thinner.zip"
+    _rezip(bundle, thinner, change)
+    v = verify_bundle(thinner, ca=pki / "ca.crt")
+    assert not v.intact and "named by the chain is not in the bundle" in v.summary
+
+
+def test_a_bundle_with_an_escaping_name_is_refused_before_unpacking(bundle, pki, tmp_path):
+    evil = tmp_path / "escape.zip"
+    _rezip(bundle, evil, lambda n, d: d)
+    with zipfile.ZipFile(evil, "a") as z:
+        z.writestr("../../outside.txt", b"x")
+    v = verify_bundle(evil, ca=pki / "ca.crt")
+    assert not v.intact and "unsafe name in bundle" in v.summary
+    assert not (tmp_path.parent / "outside.txt").exists()
