@@ -306,6 +306,9 @@ class AuditSection(_Section):
     #: certificate chains to.
     tsa_url: str = ""
     tsa_ca_file: str = "certs/dev/ca.crt"
+    #: with a TSA configured, a checkpoint older than this without a token is a problem for
+    #: `audit verify` (a removed token, or an outage that long), not a note.
+    tsa_grace_seconds: float = Field(3600.0, gt=0)
     #: OS group whose members are auditors: only they may export full packets ("" = anyone
     #: who can read the state database, as in the demo).
     auditor_group: str = ""
