@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from adapter.audit.checkpoint import Statement, archive_line, statement_hash
 from adapter.audit.timestamp import verify_token
+from adapter.crypto.trust import Purpose, UntrustedCertificate, verify_signer
 from adapter.store import evidence
 from adapter.store.evidence import GENESIS, entry_hash
 
@@ -130,7 +131,7 @@ def verify_log(engine: Engine, trust_anchors: list[x509.Certificate], expect: Ex
         arch = arch_rows[-1] if arch_rows else None
         last_seq, _ = _walk_chain(c, rep, trust_anchors, arch, batch)
         cps = evidence.checkpoints(c) if evidence.has_tables(c, "checkpoints") else []
-        _check_checkpoints(c, rep, cps, arch, expect)
+        _check_checkpoints(c, rep, cps, arch, expect, trust_anchors)
     if rep.unstamped:
         rep.notes.append(f"{rep.unstamped} checkpoints have no timestamp yet (the timestamp "
                          "authority was unreachable or is not configured)")
@@ -223,7 +224,7 @@ def _check_bytes(e: dict, rep: Report, verifier, blobs: dict[str, bytes],
 
 
 def _check_checkpoints(c: Connection, rep: Report, cps: list[dict], arch: dict | None,
-                       expect: Expectations) -> None:
+                       expect: Expectations, anchors: list[x509.Certificate]) -> None:
     """Each checkpoint: its signature by one of our own certificates, its place in the
     chain of checkpoints, its tip against the entries, its archive record, its token."""
     v1_legacy = arch is not None and arch["checkpoint_number"] is None
@@ -237,7 +238,7 @@ def _check_checkpoints(c: Connection, rep: Report, cps: list[dict], arch: dict |
     for cp in cps:
         rep.checkpoints += 1
         number += 1
-        why = _check_signature(cp, expect.signers)
+        why = _check_signature(cp, expect.signers, anchors)
         try:
             st = Statement.parse(cp["statement"])
         except ValueError as exc:
@@ -358,8 +359,11 @@ def pinned(cert: x509.Certificate, signers: tuple[x509.Certificate, ...]) -> boo
     return any(s.public_bytes(serialization.Encoding.DER) == der for s in signers)
 
 
-def _check_signature(cp: dict, signers: tuple[x509.Certificate, ...]) -> str | None:
-    """None when the statement is signed by one of the adapter's own certificates."""
+def _check_signature(cp: dict, signers: tuple[x509.Certificate, ...],
+                     anchors: list[x509.Certificate]) -> str | None:
+    """None when the statement is signed by one of the adapter's own certificates, and that
+    certificate was fit to sign checkpoints (chain and key usage) when the checkpoint was
+    made: the pin alone would accept a configured certificate of the wrong purpose."""
     try:
         cert = x509.load_pem_x509_certificate(cp["cert_pem"].encode())
         sig = base64.b64decode(cp["signature"])
@@ -373,4 +377,10 @@ def _check_signature(cp: dict, signers: tuple[x509.Certificate, ...]) -> str | N
     if not pinned(cert, signers):
         return (f"forged checkpoint: signed by {cert.subject.rfc4514_string()}, not by the "
                 "adapter's own checkpoint certificate (an untrusted key)")
+    try:
+        made = dt.datetime.fromisoformat(cp["at"])
+        verify_signer(cert, [], anchors, Purpose.CHECKPOINT,
+                      at=made if made.tzinfo else made.replace(tzinfo=dt.UTC))
+    except (UntrustedCertificate, ValueError) as exc:
+        return f"forged checkpoint: its signer may not sign checkpoints ({exc})"
     return None
