@@ -23,6 +23,7 @@ from adapter.edxml import parse_edxml, verify_edxml_signature
 from adapter.edxml.model import SignatureOutcome
 from adapter.engine.build import EdxmlBuilder
 from adapter.engine.context import Context
+from adapter.engine.failures import reason_of, traceback_of
 from adapter.errors import PacketError
 from adapter.mapping import packet_id
 from adapter.mapping.transforms import VN_TZ
@@ -74,7 +75,7 @@ class AxisInbound:
         ctx, stats = self.ctx, AxisStats()
         for ex_id, pid, peer, data in ctx.store.inbound_pending(route.name, route.batch_size):
             kind = ctx.store.get(pid).kind
-            self._process(ex_id, kind, peer, data, stats)
+            self._process_safely(ex_id, pid, kind, peer, data, stats)
         for item in self.axis.received()[: route.batch_size]:
             if ctx.stopping.is_set():
                 break
@@ -93,10 +94,22 @@ class AxisInbound:
             ctx.store.mark_acknowledged(ex_id, "done")
             stats.acknowledged += 1
             if data is not None:
-                self._process(ex_id, kind, item.sender, data, stats)
+                self._process_safely(ex_id, pid, kind, item.sender, data, stats)
         return stats
 
     # ---- one item ----------------------------------------------------------------------
+
+    def _process_safely(self, ex_id: int, pid: str, kind: str, sender: str, data: bytes,
+                        stats: AxisStats) -> None:
+        """Any exception while handling one packet quarantines it; the round goes on."""
+        try:
+            self._process(ex_id, kind, sender, data, stats)
+        except Exception as exc:
+            log.error("axis packet %s: unexpected error\n%s", pid, traceback_of(exc))
+            self.ctx.store.finish_inbound(ex_id, imported=False, signature=None,
+                                          error=f"axis packet {pid} from {sender}: "
+                                                f"unexpected error: {reason_of(exc)}")
+            stats.rejected += 1
 
     def _process(self, ex_id: int, kind: str, sender: str, data: bytes,
                  stats: AxisStats) -> None:

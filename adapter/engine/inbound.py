@@ -21,9 +21,10 @@ from adapter.config import RouteSection
 from adapter.crypto.keys import load_certificates
 from adapter.crypto.verify import PacketVerifier
 from adapter.engine.context import Context
+from adapter.engine.failures import reason_of, traceback_of
 from adapter.errors import AdapterError, PacketError, SignatureError
 from adapter.mapping import MappingSet
-from adapter.sources.writer import JudgmentImporter
+from adapter.sources.writer import ImportResult, JudgmentImporter
 from adapter.store.repository import utcnow
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
@@ -42,6 +43,15 @@ class PullStats:
     quarantined: int = 0
     acknowledged: int = 0
     reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A packet that passed every check: the judgment to import."""
+
+    record: dict
+    version: int
+    signature: str | None
 
 
 @dataclass(frozen=True)
@@ -119,14 +129,24 @@ class InboundEngine:
         return stats
 
     def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats) -> None:
+        """Check every packet, import the good ones in one transaction (a SAVEPOINT each),
+        record every outcome in one. Any exception while handling one packet quarantines
+        that packet with its reason; the others go on."""
+        started = utcnow()
+        t0 = time.perf_counter()
+        checked = [(ex_id, pid, self._check_safely(pid, sender, payload))
+                   for ex_id, pid, sender, payload in items]
+        ready = [(ex_id, pid, c) for ex_id, pid, c in checked if isinstance(c, Checked)]
+        imports = dict(zip([ex_id for ex_id, _, _ in ready],
+                           self.importer.import_many([(c.record, c.version)
+                                                      for _, _, c in ready]), strict=True))
+        ms = int((time.perf_counter() - t0) * 1000 / max(1, len(items)))
         results = []
-        for ex_id, pid, sender, payload in items:
-            started, t0 = utcnow(), time.perf_counter()
-            r = self.process(pid, sender, payload)
+        for ex_id, pid, c in checked:
+            r = self._outcome(pid, c, imports.get(ex_id))
             results.append(dict(exchange_id=ex_id, imported=r.imported, error=r.reason,
                                 signature=r.signature, source_key=r.source_key,
-                                source_version=r.version, started=started,
-                                duration_ms=int((time.perf_counter() - t0) * 1000)))
+                                source_version=r.version, started=started, duration_ms=ms))
             if r.imported:
                 stats.imported += 1
             else:
@@ -135,9 +155,34 @@ class InboundEngine:
                 log.warning("quarantined: %s", self.ctx.mask(r.reason or ""))
         self.ctx.store.finish_inbound_many(results)
 
+    @staticmethod
+    def _outcome(pid: str, checked: Checked | Processed,
+                 imported: ImportResult | Exception | None) -> Processed:
+        if isinstance(checked, Processed):
+            return checked
+        code, version = checked.record["judgment_code"], checked.version
+        if isinstance(imported, Exception):
+            log.error("packet %s: import failed\n%s", pid, traceback_of(imported))
+            return Processed(False, f"packet {pid}: import into the enforcement database "
+                                    f"failed: {reason_of(imported)}", checked.signature)
+        if imported is not None and imported.status == "stale":
+            return Processed(False, f"packet {pid}: judgment {code} version {version} is "
+                                    f"older than the stored version {imported.stored_version} "
+                                    "(replay refused)", checked.signature)
+        return Processed(True, None, checked.signature, code, version)
+
+    def _check_safely(self, pid: str, sender: str, payload: bytes) -> Checked | Processed:
+        try:
+            return self.check(pid, sender, payload)
+        except Exception as exc:  # one odd packet must not stop the route
+            log.error("packet %s: unexpected error while checking it\n%s", pid,
+                      traceback_of(exc))
+            return Processed(False, f"packet {pid}: unexpected error: {reason_of(exc)}", None)
+
     # ---- the checks, in order ----------------------------------------------------------
 
-    def process(self, pid: str, sender: str, payload: bytes) -> Processed:
+    def check(self, pid: str, sender: str, payload: bytes) -> Checked | Processed:
+        """Everything before the import: the judgment to import, or why not."""
         signature: str | None = None
         try:
             peer = self.ctx.settings.peer_of(sender)
@@ -164,13 +209,7 @@ class InboundEngine:
             self._check_header(pid, sender, peer, header)
             record = mapping.from_xml(signed)
             self._check_document(pid, record)
-            version = int(header["Version"])
-            result = self.importer.upsert(record, version)
-            if result.status == "stale":
-                raise Quarantine(f"packet {pid}: judgment {record['judgment_code']} version "
-                                 f"{version} is older than the stored version "
-                                 f"{result.stored_version} (replay refused)")
-            return Processed(True, None, signature, record["judgment_code"], version)
+            return Checked(record, int(header["Version"]), signature)
         except (PacketError, Quarantine) as exc:
             return Processed(False, str(exc), signature)
 
@@ -199,3 +238,4 @@ class InboundEngine:
             kind = "a ZIP archive" if doc.startswith(b"PK\x03\x04") else "not a PDF"
             raise Quarantine(f"packet {pid}: element Document/Content is {kind} (checked by "
                              "content, not by the declared media type)")
+

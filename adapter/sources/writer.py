@@ -1,18 +1,22 @@
 """Writing received judgments into the enforcement database, idempotently.
 
-One transaction per judgment: the row and its parties and obligations are replaced
-together or not at all. The packet's version decides: a newer version replaces, the same
-version is already there (a re-delivery), an older one is refused (a replay).
+One transaction per batch, one SAVEPOINT per judgment: a judgment's row, parties and
+obligations are replaced together or not at all, and a judgment the database refuses (a
+value too long for its column, a constraint) is rolled back alone and reported as that
+judgment's failure while the others commit. The packet's version decides: a newer version
+replaces, the same version is already there (a re-delivery), an older one is refused (a
+replay).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from adapter.sources.models import JudgmentRow, ObligationRow, PartyRow, SourceBase
 
@@ -34,43 +38,71 @@ class JudgmentImporter:
         SourceBase.metadata.create_all(engine)  # the demo schema; existing tables are kept
 
     def upsert(self, record: dict[str, Any], version: int) -> ImportResult:
-        try:
-            return self._upsert(record, version)
-        except IntegrityError:
-            # another instance inserted the same judgment between our read and our write:
-            # read again, and the version rule decides.
-            return self._upsert(record, version)
+        (result,) = self.import_many([(record, version)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def _upsert(self, record: dict[str, Any], version: int) -> ImportResult:
+    def import_many(self, items: Sequence[tuple[dict[str, Any], int]]
+                    ) -> list[ImportResult | Exception]:
+        """Import (record, version) pairs in one transaction; each outcome in item order is
+        its result or the exception that refused that judgment alone. An outage of the
+        database (connection lost, locked) raises instead: it is no judgment's fault."""
+        if not items:
+            return []
+        with self.engine.begin() as c:
+            return [self._isolated(c, record, version) for record, version in items]
+
+    def _isolated(self, c: Connection, record: dict[str, Any], version: int
+                  ) -> ImportResult | Exception:
+        for attempt in (1, 2):
+            try:
+                with c.begin_nested():
+                    return self._upsert(c, record, version)
+            except Exception as exc:
+                if _outage(exc):
+                    raise
+                if isinstance(exc, IntegrityError) and attempt == 1:
+                    # another instance inserted the same judgment between our read and our
+                    # write: read again, and the version rule decides.
+                    continue
+                return exc
+        raise AssertionError("unreachable")
+
+    def _upsert(self, c: Connection, record: dict[str, Any], version: int) -> ImportResult:
         t = JudgmentRow.__table__
         code = record["judgment_code"]
         now = dt.datetime.now()
-        values = {c: record.get(c) for c in _JUDGMENT_COLS}
-        with self.engine.begin() as c:
-            q = select(t.c.id, t.c.version).where(t.c.judgment_code == code)
-            if self.engine.dialect.name != "sqlite":
-                q = q.with_for_update()
-            row = c.execute(q).first()
-            if row is not None and row.version > version:
-                return ImportResult("stale", row.version)
-            if row is not None and row.version == version:
-                return ImportResult("unchanged", row.version)
-            if row is None:
-                jid = c.execute(insert(t).values(judgment_code=code, version=version,
-                                                 updated_at=now, **values)
-                                .returning(t.c.id)).scalar_one()
-            else:
-                jid = row.id
-                c.execute(update(t).where(t.c.id == jid).values(version=version, updated_at=now,
-                                                                **values))
-                c.execute(delete(PartyRow.__table__).where(PartyRow.__table__.c.judgment_id == jid))
-                c.execute(delete(ObligationRow.__table__)
-                          .where(ObligationRow.__table__.c.judgment_id == jid))
-            parties = [dict(p, judgment_id=jid, case_id=None) for p in record.get("parties") or []]
-            obligations = [dict(o, judgment_id=jid, case_id=None)
-                           for o in record.get("obligations") or []]
-            if parties:
-                c.execute(insert(PartyRow.__table__), parties)
-            if obligations:
-                c.execute(insert(ObligationRow.__table__), obligations)
+        values = {col: record.get(col) for col in _JUDGMENT_COLS}
+        q = select(t.c.id, t.c.version).where(t.c.judgment_code == code)
+        if self.engine.dialect.name != "sqlite":
+            q = q.with_for_update()
+        row = c.execute(q).first()
+        if row is not None and row.version > version:
+            return ImportResult("stale", row.version)
+        if row is not None and row.version == version:
+            return ImportResult("unchanged", row.version)
+        if row is None:
+            jid = c.execute(insert(t).values(judgment_code=code, version=version,
+                                             updated_at=now, **values)
+                            .returning(t.c.id)).scalar_one()
+        else:
+            jid = row.id
+            c.execute(update(t).where(t.c.id == jid).values(version=version, updated_at=now,
+                                                            **values))
+            c.execute(delete(PartyRow.__table__).where(PartyRow.__table__.c.judgment_id == jid))
+            c.execute(delete(ObligationRow.__table__)
+                      .where(ObligationRow.__table__.c.judgment_id == jid))
+        parties = [dict(p, judgment_id=jid, case_id=None) for p in record.get("parties") or []]
+        obligations = [dict(o, judgment_id=jid, case_id=None)
+                       for o in record.get("obligations") or []]
+        if parties:
+            c.execute(insert(PartyRow.__table__), parties)
+        if obligations:
+            c.execute(insert(ObligationRow.__table__), obligations)
         return ImportResult("imported", version)
+
+def _outage(exc: Exception) -> bool:
+    """The database, not the judgment, failed: the connection broke or it is locked."""
+    return isinstance(exc, OperationalError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
