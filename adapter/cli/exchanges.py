@@ -113,7 +113,7 @@ def cmd_show(args) -> int:
         print(f"no exchange {args.id}")
         return 1
     attempts = store.attempts_of(e.id)
-    reports = _reports(store, e.id)
+    recipients = store.recipients_of(e.id)
     if args.json:
         print_json(dict(
             id=e.id, packet_id=e.packet_id, kind=e.kind, route=e.route, state=e.state,
@@ -123,13 +123,16 @@ def cmd_show(args) -> int:
                       for a in attempts],
             platform_message_id=e.platform_message_id, receipt_status=e.receipt_status,
             direction=e.direction, signature=e.signature, document_id=e.document_id,
-            status_reports=[dict(organ_id=o, code=c, description=d, reported_at=t)
-                            for o, c, d, t in reports],
+            recipients=[dict(organ_id=r.organ_id, settled=r.settled, statuses=[
+                dict(code=x.code, description=x.description, reported_at=x.reported_at,
+                     received_at=x.received_at) for x in r.statuses]) for r in recipients],
             last_error=mask_ids(e.last_error or "") or None))
         return 0
     print(f"exchange {e.id}  packet {e.packet_id}")
     way = "received from" if e.direction == "in" else "sent to"
-    print(f"  kind {e.kind}, route {e.route}, {way} {e.peer}")
+    to = ", ".join(r.organ_id for r in recipients) if recipients and e.direction == "out" \
+        else e.peer
+    print(f"  kind {e.kind}, route {e.route}, {way} {to}")
     if e.document_id:
         print(f"  edXML document {e.document_id}")
     if e.signature:
@@ -154,24 +157,18 @@ def cmd_show(args) -> int:
         print_table(["operator action (UTC)", "by", "action", "reason"],
                     [[f"{t:%Y-%m-%d %H:%M:%S}", who, what, why or ""]
                      for t, who, what, why in actions])
-    if reports:
+    if recipients:
         print()
-        print_table(["from", "status", "reported", "description"],
-                    [[o, c, t, d] for o, c, d, t in reports])
+        print_table(["recipient", "status", "reported", "description"],
+                    [[r.organ_id, x.code, x.reported_at or "", x.description or ""]
+                     for r in recipients for x in r.statuses]
+                    + [[r.organ_id, "--", "", "no answer yet"]
+                       for r in recipients if not r.statuses])
     if args.xml:
         payload = store.payload_of(e.packet_id)
         print()
         print(mask_ids(payload.decode("utf-8")) if payload else "(no packet was built)")
     return 0
-
-
-def _reports(store, exchange_id: int) -> list[tuple]:
-    from adapter.store.models import StatusReport
-    with store.engine.connect() as c:
-        return [tuple(r) for r in c.execute(
-            select(StatusReport.organ_id, StatusReport.code, StatusReport.description,
-                   StatusReport.reported_at).where(StatusReport.exchange_id == exchange_id)
-            .order_by(StatusReport.id))]
 
 
 def actor() -> str:

@@ -29,10 +29,9 @@ from adapter.mapping import packet_id
 from adapter.mapping.transforms import VN_TZ
 from adapter.sources.changes import SourceCursor, SourceRecord
 from adapter.sources.models import ReceivedDocumentRow, SourceBase
-from adapter.store import evidence
 from adapter.store.models import Exchange, StatusReport
-from adapter.store.repository import NewExchange, utcnow
-from adapter.store.states import State
+from adapter.store.recipients import ReportedStatus
+from adapter.store.repository import NewExchange
 from adapter.xml.safe import parse_untrusted
 
 log = logging.getLogger("adapter.axis")
@@ -188,48 +187,20 @@ class AxisInbound:
 
     def _status(self, ex_id: int, parsed, stats: AxisStats) -> None:
         st = parsed.packet
-        ours = self._our_document(st.response_for.document_id)
-        if ours is None:
+        recorded = self.ctx.store.record_status(ReportedStatus(
+            st.response_for.document_id, st.sender.organ_id, st.status_code, st.description,
+            st.timestamp))
+        if recorded is None:
             self.ctx.store.finish_inbound(
                 ex_id, imported=False, signature=parsed.signature.outcome,
                 error=f"status {st.status_code} for unknown document "
                       f"{st.response_for.document_id!r}")
             stats.rejected += 1
             return
-        self._record_report(ours, st)
         self.ctx.store.finish_inbound(ex_id, imported=True, error=None,
                                       signature=parsed.signature.outcome,
                                       source_key=st.response_for.document_id)
         stats.statuses += 1
-
-    def _our_document(self, document_id: str) -> Exchange | None:
-        with self.ctx.state_engine.connect() as c:
-            row = c.execute(select(Exchange.id, Exchange.peer).where(
-                Exchange.document_id == document_id, Exchange.kind == "edoc",
-                Exchange.direction == "out").order_by(Exchange.id.desc())).first()
-        return row
-
-    def _record_report(self, ours, st) -> None:
-        ex = Exchange.__table__
-        now = utcnow()
-        recipients = set((ours.peer or "").split(","))
-        with self.ctx.state_engine.begin() as c:
-            c.execute(insert(StatusReport).values(
-                exchange_id=ours.id, organ_id=st.sender.organ_id, code=st.status_code,
-                description=st.description, reported_at=st.timestamp, received_at=now))
-            evidence.append(c, [evidence.Event(
-                "status", "in", st.sender.organ_id, "edoc", ours.id, None, None, None,
-                {"code": st.status_code, "description": st.description,
-                 "reported_at": st.timestamp})], enabled=self.ctx.store.evidence)
-            reported = set(c.execute(select(StatusReport.organ_id).where(
-                StatusReport.exchange_id == ours.id).group_by(StatusReport.organ_id)).scalars())
-            values: dict = dict(receipt_status=f"status:{st.status_code}", updated_at=now)
-            if st.status_code == "02":
-                values["last_error"] = f"{st.sender.organ_id} rejected it: {st.description}"
-            c.execute(update(ex).where(ex.c.id == ours.id).values(**values))
-            if recipients <= reported:
-                c.execute(update(ex).where(ex.c.id == ours.id, ex.c.state == State.SENT)
-                          .values(state=State.DELIVERED, delivered_at=now))
 
     def _set_document_id(self, ex_id: int, document_id: str) -> None:
         with self.ctx.state_engine.begin() as c:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.dbutil import is_sqlite
-from adapter.store import evidence, states
+from adapter.store import evidence, recipients, states
 from adapter.store.models import (
     Attempt,
     BreakerState,
@@ -48,6 +48,8 @@ class NewExchange:
     payload: bytes | None = None
     error: str | None = None
     document_id: str | None = None
+    #: the addressees of an edXML document, one row each (`peer` holds a single one)
+    recipients: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,16 +133,21 @@ class ExchangeStore:
                 pk_rows = [r for r in pk_rows if r["packet_id"] in inserted]
                 if pk_rows:
                     c.execute(insert(PK), pk_rows)
-                if self.evidence and inserted:
+                fresh = [it for it in items if it.packet_id in inserted]
+                ids: dict[str, int] = {}
+                if fresh and (self.evidence or any(it.recipients for it in fresh)):
                     ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
                         EX.c.packet_id.in_(list(inserted)))).all())
-                    evidence.append(c, [evidence.Event(
-                        "built" if it.error is None else "refused", "out", it.peer, it.kind,
-                        ids[it.packet_id], it.packet_id, it.payload,
-                        "valid" if it.payload is not None else None,
-                        {"source_key": it.source_key, "source_version": it.source_version,
-                         **({"error": it.error} if it.error else {})})
-                        for it in items if it.packet_id in inserted])
+                recipients.add(c, [(ids[it.packet_id], o) for it in fresh
+                                   for o in it.recipients])
+                evidence.append(c, [evidence.Event(
+                    "built" if it.error is None else "refused", "out", it.peer, it.kind,
+                    ids.get(it.packet_id), it.packet_id, it.payload,
+                    "valid" if it.payload is not None else None,
+                    {"source_key": it.source_key, "source_version": it.source_version,
+                     **({"recipients": list(it.recipients)} if it.recipients else {}),
+                     **({"error": it.error} if it.error else {})})
+                    for it in fresh], enabled=self.evidence)
             if cursor_position is not None:
                 self._advance_cursor(c, route, cursor_position, now)
         return new
@@ -528,6 +535,20 @@ class ExchangeStore:
         with Session(self.engine) as s:
             return list(s.execute(select(Attempt).where(Attempt.exchange_id == exchange_id)
                                   .order_by(Attempt.id)).scalars())
+
+    def record_status(self, report: recipients.ReportedStatus
+                      ) -> recipients.StatusRecorded | None:
+        """A recipient's status packet about a document we sent; None when we sent no
+        such document."""
+        with self.engine.begin() as c:
+            ex_id = recipients.our_document(c, report.document_id)
+            if ex_id is None:
+                return None
+            return recipients.record(c, ex_id, report, utcnow(), with_evidence=self.evidence)
+
+    def recipients_of(self, exchange_id: int) -> list[recipients.RecipientTimeline]:
+        with self.engine.connect() as c:
+            return recipients.timelines(c, exchange_id)
 
     def payload_of(self, packet_id: str) -> bytes | None:
         with self.engine.connect() as c:
