@@ -266,3 +266,18 @@ def sim(settings) -> Iterator[RunningSim]:
     running = RunningSim(app, serve_wsgi(app, settings=settings, port=settings.simulator.port))
     yield running
     running.close()
+
+
+# ---- the state database alone, for engine and store tests -------------------------------
+
+@pytest.fixture
+def state_store(tmp_path):
+    """An empty state database (SQLite in a temporary file): engine and store logic run
+    against it without settings, a service or a simulator."""
+    from adapter.dbutil import make_engine
+    from adapter.store import ExchangeStore
+
+    store = ExchangeStore(make_engine(f"sqlite:///{tmp_path}/state.db"), instance="test")
+    store.create_schema()
+    yield store
+    store.engine.dispose()

@@ -125,11 +125,12 @@ def cmd_status(args) -> int:
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
         "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
         "platform": _platform_health(s),
-        "evidence": _evidence_summary(store.engine),
-        "circuit_breakers": [dict(endpoint=e, instance=i, state=st, failed_rounds=f,
-                                  open_seconds=o, at=t.isoformat(timespec="seconds") + "Z")
-                             for e, i, st, f, o, t in store.breakers()
-                             if utcnow() - t < dt.timedelta(hours=1)],  # live instances
+        "evidence": _evidence_summary(store),
+        "circuit_breakers": [dict(endpoint=b.endpoint, instance=b.instance, state=b.state,
+                                  failed_rounds=b.failures, open_seconds=b.opened_for,
+                                  at=b.updated_at.isoformat(timespec="seconds") + "Z")
+                             for b in store.breakers()
+                             if utcnow() - b.updated_at < dt.timedelta(hours=1)],  # live
         "certificates_days_to_expiry": certs,
     }
     if args.json:
@@ -163,16 +164,15 @@ def cmd_status(args) -> int:
     return 0
 
 
-def _evidence_summary(engine) -> dict | None:
+def _evidence_summary(store) -> dict | None:
     from sqlalchemy import func, inspect, select
 
     from adapter.audit.checkpoint import Checkpoint
-    from adapter.store.evidence import EvidenceHead
 
-    with engine.connect() as c:
-        if not inspect(c).has_table("evidence_head"):
-            return None
-        head = c.execute(select(EvidenceHead.seq)).scalar() or 0
+    head = store.evidence_entries()
+    if head is None:
+        return None
+    with store.engine.connect() as c:  # checkpoints: the audit room's table
         if not inspect(c).has_table("checkpoints"):
             return dict(entries=head, last_checkpoint=0, last_checkpoint_at=None, unstamped=0)
         last, at = c.execute(select(Checkpoint.seq, Checkpoint.at)

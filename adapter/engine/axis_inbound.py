@@ -15,8 +15,6 @@ import logging
 from dataclasses import dataclass
 from functools import cached_property
 
-from sqlalchemy import func, insert, select, update
-
 from adapter.config import PeerSection, RouteSection
 from adapter.crypto.keys import load_certificates
 from adapter.edxml import parse_edxml, verify_edxml_signature
@@ -28,8 +26,7 @@ from adapter.errors import PacketError
 from adapter.mapping import packet_id
 from adapter.mapping.transforms import VN_TZ
 from adapter.sources.changes import SourceCursor, SourceRecord
-from adapter.sources.models import ReceivedDocumentRow, SourceBase
-from adapter.store.models import Exchange, StatusReport
+from adapter.sources.writer import ReceivedDocuments
 from adapter.store.recipients import ReportedStatus
 from adapter.store.repository import NewExchange
 from adapter.xml.safe import parse_untrusted
@@ -60,9 +57,8 @@ class AxisInbound:
         return self.ctx.builder.edxml
 
     @cached_property
-    def source(self):
-        SourceBase.metadata.create_all(self.ctx.source_engine)
-        return self.ctx.source_engine
+    def documents(self) -> ReceivedDocuments:
+        return ReceivedDocuments(self.ctx.source_engine)
 
     def anchors(self, peer: PeerSection) -> list:
         if peer.name not in self._anchors:
@@ -72,9 +68,8 @@ class AxisInbound:
 
     def pull(self, route: RouteSection) -> AxisStats:
         ctx, stats = self.ctx, AxisStats()
-        for ex_id, pid, peer, data in ctx.store.inbound_pending(route.name, route.batch_size):
-            kind = ctx.store.get(pid).kind
-            self._process_safely(ex_id, pid, kind, peer, data, stats)
+        for p in ctx.store.inbound_pending(route.name, route.batch_size):
+            self._process_safely(p.exchange_id, p.packet_id, p.kind, p.peer, p.payload, stats)
         for item in self.axis.received()[: route.batch_size]:
             if ctx.stopping.is_set():
                 break
@@ -87,7 +82,7 @@ class AxisInbound:
                                               peer=item.sender, payload=data)
                 stats.received += 1
             else:
-                ex_id, data = known[0], None
+                ex_id, data = known.exchange_id, None
             # stored durably: now the axis may forget it
             self.axis.update_status(item.doc_id, "done")
             ctx.store.mark_acknowledged(ex_id, "done")
@@ -136,13 +131,13 @@ class AxisInbound:
         ok, verdict = parsed.verdict(peer.signature_policy if peer else "reject")
         if peer is None:
             ok, verdict = False, f"no peer is configured for sender {doc.sender.organ_id}"
-        self._set_document_id(ex_id, doc.document_id)
         row = self._received_row(doc, parsed.signature.outcome, ok, verdict)
         self._queue_status(row, "01", "Đã đến: văn bản đã được tiếp nhận vào hệ thống")
         self._queue_status(row, row["progress"], row["progress_note"])
         self.ctx.store.finish_inbound(ex_id, imported=ok, error=None if ok else verdict,
                                       signature=parsed.signature.outcome,
-                                      source_key=doc.document_id)
+                                      source_key=doc.document_id,
+                                      document_id=doc.document_id)
         if ok:
             stats.accepted += 1
         else:
@@ -164,13 +159,10 @@ class AxisInbound:
                       progress_note=("Đã tiếp nhận và vào sổ" if ok
                                      else f"Từ chối: {verdict}")[:500],
                       updated_at=now, version=1)
-        t = ReceivedDocumentRow.__table__
-        with self.source.begin() as c:
-            existing = c.execute(select(t).where(t.c.document_id == doc.document_id)).first()
-            if existing is None:
-                c.execute(insert(t).values(**values))
-                return values
-        return dict(existing._mapping)
+        (stored,) = self.documents.add_many([values])
+        if isinstance(stored, Exception):
+            raise stored
+        return stored
 
     def _queue_status(self, row: dict, code: str, note: str | None) -> None:
         route = next((r for r in self.ctx.settings.routes
@@ -201,21 +193,6 @@ class AxisInbound:
                                       signature=parsed.signature.outcome,
                                       source_key=st.response_for.document_id)
         stats.statuses += 1
-
-    def _set_document_id(self, ex_id: int, document_id: str) -> None:
-        with self.ctx.state_engine.begin() as c:
-            c.execute(update(Exchange.__table__).where(Exchange.__table__.c.id == ex_id)
-                      .values(document_id=document_id[:200]))
-
-    def reports_of(self, exchange_id: int) -> list[tuple[str, str]]:
-        with self.ctx.state_engine.connect() as c:
-            return [tuple(r) for r in c.execute(
-                select(StatusReport.organ_id, StatusReport.code).where(
-                    StatusReport.exchange_id == exchange_id).order_by(StatusReport.id))]
-
-    def count_received(self) -> int:
-        with self.source.connect() as c:
-            return c.execute(select(func.count()).select_from(ReceivedDocumentRow)).scalar()
 
 
 __all__ = ["AxisInbound", "AxisStats", "NewExchange"]

@@ -25,7 +25,8 @@ from adapter.engine.failures import reason_of, traceback_of
 from adapter.errors import AdapterError, PacketError, SignatureError
 from adapter.mapping import MappingSet
 from adapter.sources.writer import ImportResult, JudgmentImporter
-from adapter.store.repository import utcnow
+from adapter.store.base import utcnow
+from adapter.store.records import Acknowledgement, InboundOutcome, ReceivedPacket
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
 
@@ -94,7 +95,7 @@ class InboundEngine:
         one call to fetch, one transaction to store, one to record, one call to answer."""
         ctx, stats = self.ctx, PullStats()
         leftover = ctx.store.inbound_pending(route.name, route.batch_size)
-        self._process_all([(ex_id, pid, peer, data) for ex_id, pid, peer, data in leftover],
+        self._process_all([(p.exchange_id, p.packet_id, p.peer, p.payload) for p in leftover],
                           stats)
         limit = ctx.settings.inbound.max_packet_bytes
         items = ctx.transport.list_pending(ctx.settings.adapter.organisation_id,
@@ -105,26 +106,28 @@ class InboundEngine:
         new = [i for i in items if i.packet_id not in known]
         wanted = [i.packet_id for i in new if i.size <= limit]
         fetched = {f.packet_id: f for f in (ctx.transport.fetch_many(wanted) if wanted else [])}
-        to_store = [(i.packet_id, i.kind, i.sender,
-                     fetched[i.packet_id].payload if i.packet_id in fetched else b"")
+        to_store = [ReceivedPacket(i.packet_id, i.kind, i.sender,
+                                   fetched[i.packet_id].payload if i.packet_id in fetched
+                                   else b"")
                     for i in new if i.packet_id in fetched or i.size > limit]
         ids = ctx.store.add_inbound_many(route.name, to_store)  # durable before processing
         stats.received += len(to_store)
-        too_big = [dict(exchange_id=ids[i.packet_id], imported=False, signature=None,
-                        error=f"packet {i.packet_id}: {i.size} bytes exceed the limit of "
-                              f"{limit}") for i in new if i.size > limit]
+        too_big = [InboundOutcome(ids[i.packet_id], imported=False,
+                                  error=f"packet {i.packet_id}: {i.size} bytes exceed the "
+                                        f"limit of {limit}") for i in new if i.size > limit]
         ctx.store.finish_inbound_many(too_big)
         stats.quarantined += len(too_big)
-        self._process_all([(ids[pid], pid, sender, data) for pid, _, sender, data in to_store
-                           if data], stats)
+        self._process_all([(ids[p.packet_id], p.packet_id, p.peer, p.payload)
+                           for p in to_store if p.payload], stats)
         # answer for everything handled: new now, or earlier without our answer arriving
         states = ctx.store.inbound_states([i.packet_id for i in items])
-        answers = [(pid, "accepted" if st == "delivered" else "rejected", err, ex_id)
-                   for pid, (ex_id, st, _ack, err) in states.items()
-                   if st in ("delivered", "failed")]
+        answers = [(pid, "accepted" if st.state == "delivered" else "rejected",
+                    st.last_error, st.exchange_id)
+                   for pid, st in states.items() if st.state in ("delivered", "failed")]
         if answers:
             taken = ctx.transport.acknowledge_many([a[:3] for a in answers])
-            ctx.store.mark_acknowledged_many([(a[3], a[1]) for a in answers if a[0] in taken])
+            ctx.store.mark_acknowledged_many([Acknowledgement(a[3], a[1]) for a in answers
+                                              if a[0] in taken])
             stats.acknowledged += len(taken)
         return stats
 
@@ -144,9 +147,8 @@ class InboundEngine:
         results = []
         for ex_id, pid, c in checked:
             r = self._outcome(pid, c, imports.get(ex_id))
-            results.append(dict(exchange_id=ex_id, imported=r.imported, error=r.reason,
-                                signature=r.signature, source_key=r.source_key,
-                                source_version=r.version, started=started, duration_ms=ms))
+            results.append(InboundOutcome(ex_id, r.imported, r.reason, r.signature,
+                                          r.source_key, r.version, started, ms))
             if r.imported:
                 stats.imported += 1
             else:

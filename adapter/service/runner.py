@@ -31,8 +31,6 @@ from adapter.engine.context import Context
 from adapter.engine.inbound import InboundEngine, PullStats
 from adapter.engine.outbound import OutboundEngine
 from adapter.service.lock import InstanceLock
-from adapter.store.models import Exchange
-from adapter.store.states import State
 
 log = logging.getLogger("adapter.service")
 
@@ -126,12 +124,11 @@ class Service:
         from sqlalchemy import func, select
 
         from adapter.audit.checkpoint import Checkpoint, make_checkpoint, stamp_pending
-        from adapter.store.evidence import EvidenceHead
 
         a = self.settings.audit
         try:
-            with self.ctx.state_engine.connect() as c:
-                head = c.execute(select(EvidenceHead.seq).where(EvidenceHead.id == 1)).scalar()
+            head = self.ctx.store.evidence_entries()
+            with self.ctx.state_engine.connect() as c:  # the audit room's table
                 last = c.execute(select(func.max(Checkpoint.seq), func.max(Checkpoint.at))
                                  ).first() if _has_table(c, "checkpoints") else (None, None)
             if not head:
@@ -251,13 +248,7 @@ class Service:
         return {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _exit_code(self) -> int:
-        from sqlalchemy import func, select
-        ex = Exchange.__table__
-        with self.ctx.state_engine.connect() as c:
-            failed = c.execute(select(func.count()).where(
-                ex.c.state == State.FAILED, ex.c.direction == "out",
-                ex.c.updated_at >= self.started_at)).scalar_one()
-        return 1 if failed else 0
+        return 1 if self.ctx.store.failed_outbound_since(self.started_at) else 0
 
     _ORDER = ("prepared", "rejected", "delivered", "retrying", "failed", "received",
               "imported", "quarantined", "acknowledged")

@@ -18,7 +18,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from adapter.sources.models import JudgmentRow, ObligationRow, PartyRow, SourceBase
+from adapter.sources.models import (
+    JudgmentRow,
+    ObligationRow,
+    PartyRow,
+    ReceivedDocumentRow,
+    SourceBase,
+)
 
 _JUDGMENT_COLS = ("court_code", "court_name", "number", "issued_date", "effective_date",
                   "case_type", "instance", "summary", "document_name", "document_media_type",
@@ -106,3 +112,37 @@ def _outage(exc: Exception) -> bool:
     """The database, not the judgment, failed: the connection broke or it is locked."""
     return isinstance(exc, OperationalError) or (
         isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+class ReceivedDocuments:
+    """Documents received over the axis, into the office's `received_documents` table: one
+    row per DocumentId (a re-delivery finds the row there and changes nothing). One
+    transaction per batch, a SAVEPOINT per document, as for judgments."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        SourceBase.metadata.create_all(engine)  # the demo schema; existing tables are kept
+
+    def add_many(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+        """Each outcome in order: the row as stored (the earlier one for a re-delivery), or
+        the exception that refused that document alone."""
+        if not rows:
+            return []
+        with self.engine.begin() as c:
+            return [self._isolated(c, values) for values in rows]
+
+    @staticmethod
+    def _isolated(c: Connection, values: dict[str, Any]) -> dict[str, Any] | Exception:
+        t = ReceivedDocumentRow.__table__
+        try:
+            with c.begin_nested():
+                existing = c.execute(select(t).where(
+                    t.c.document_id == values["document_id"])).first()
+                if existing is not None:
+                    return dict(existing._mapping)
+                c.execute(insert(t).values(**values))
+                return values
+        except Exception as exc:
+            if _outage(exc):
+                raise
+            return exc
