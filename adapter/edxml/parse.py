@@ -105,7 +105,13 @@ def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = Fals
                 signature: SignatureOutcome | None = None) -> ParsedEdxml:
     """Parse and check one edXML packet. `signature` is the verification outcome, when the
     caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked."""
-    root = parse_untrusted(data, name=name)
+    return read_edxml(parse_untrusted(data, name=name), name=name, tolerant_ids=tolerant_ids,
+                      signature=signature)
+
+
+def read_edxml(root: etree._Element, *, name: str = "<edxml>", tolerant_ids: bool = False,
+               signature: SignatureOutcome | None = None) -> ParsedEdxml:
+    """As parse_edxml, from a tree the caller parsed safely (once, under its size limit)."""
     if root.tag != E + "edXML":
         raise EdxmlError(f"root element is <{root.tag}>, not edXML in {EDXML_NS}",
                          packet=name, where="line 1")

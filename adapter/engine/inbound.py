@@ -92,16 +92,14 @@ class InboundEngine:
 
     def pull(self, route: RouteSection) -> PullStats:
         """One round: what a crash left stored, then what the platform lists, in batches:
-        one call to fetch, one transaction to store, one to record, one call to answer."""
+        one call to fetch, one transaction to store, one to import (a SAVEPOINT per
+        judgment), one to record, one call to answer and one transaction to note it."""
         ctx, stats = self.ctx, PullStats()
-        leftover = ctx.store.inbound_pending(route.name, route.batch_size)
-        self._process_all([(p.exchange_id, p.packet_id, p.peer, p.payload) for p in leftover],
-                          stats)
+        work = [(p.exchange_id, p.packet_id, p.peer, p.payload)
+                for p in ctx.store.inbound_pending(route.name, route.batch_size)]
         limit = ctx.settings.inbound.max_packet_bytes
-        items = ctx.transport.list_pending(ctx.settings.adapter.organisation_id,
-                                           route.batch_size)
-        if not items or ctx.stopping.is_set():
-            return stats
+        items = [] if ctx.stopping.is_set() else ctx.transport.list_pending(
+            ctx.settings.adapter.organisation_id, route.batch_size)
         known = ctx.store.inbound_states([i.packet_id for i in items])
         new = [i for i in items if i.packet_id not in known]
         wanted = [i.packet_id for i in new if i.size <= limit]
@@ -115,10 +113,12 @@ class InboundEngine:
         too_big = [InboundOutcome(ids[i.packet_id], imported=False,
                                   error=f"packet {i.packet_id}: {i.size} bytes exceed the "
                                         f"limit of {limit}") for i in new if i.size > limit]
-        ctx.store.finish_inbound_many(too_big)
         stats.quarantined += len(too_big)
-        self._process_all([(ids[p.packet_id], p.packet_id, p.peer, p.payload)
-                           for p in to_store if p.payload], stats)
+        work += [(ids[p.packet_id], p.packet_id, p.peer, p.payload) for p in to_store
+                 if p.payload]
+        self._process_all(work, stats, too_big)
+        if not items:
+            return stats
         # answer for everything handled: new now, or earlier without our answer arriving
         states = ctx.store.inbound_states([i.packet_id for i in items])
         answers = [(pid, "accepted" if st.state == "delivered" else "rejected",
@@ -131,7 +131,8 @@ class InboundEngine:
             stats.acknowledged += len(taken)
         return stats
 
-    def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats) -> None:
+    def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats,
+                     results: list[InboundOutcome]) -> None:
         """Check every packet, import the good ones in one transaction (a SAVEPOINT each),
         record every outcome in one. Any exception while handling one packet quarantines
         that packet with its reason; the others go on."""
@@ -144,7 +145,6 @@ class InboundEngine:
                            self.importer.import_many([(c.record, c.version)
                                                       for _, _, c in ready]), strict=True))
         ms = int((time.perf_counter() - t0) * 1000 / max(1, len(items)))
-        results = []
         for ex_id, pid, c in checked:
             r = self._outcome(pid, c, imports.get(ex_id))
             results.append(InboundOutcome(ex_id, r.imported, r.reason, r.signature,

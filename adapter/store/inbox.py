@@ -3,18 +3,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from adapter.store import evidence, recipients, states
 from adapter.store.base import StoreBase, utcnow
 from adapter.store.models import Attempt, Exchange, Packet
+from adapter.store.outbox import add_in
 from adapter.store.records import (
     Acknowledgement,
     InboundOutcome,
     InboundState,
+    NewExchange,
     ReceivedPacket,
     StoredPacket,
 )
@@ -73,34 +77,66 @@ class Inbox(StoreBase):
 
     def finish_inbound_many(self, results: Sequence[InboundOutcome]) -> None:
         """Record imports and quarantines, in one transaction."""
+        if results:
+            with self.engine.begin() as c:
+                self._finish_in(c, results, utcnow())
+
+    def finish_round(self, results: Sequence[InboundOutcome], *,
+                     reports: Mapping[int, recipients.ReportedStatus] | None = None,
+                     replies_route: str | None = None, replies: Sequence[NewExchange] = (),
+                     acks: Sequence[Acknowledgement] = ()) -> list[InboundOutcome]:
+        """All that one inbound round records, in one transaction: recipients' status
+        reports (exchange id of the status packet -> report; one about a document we never
+        sent quarantines its packet), every outcome, the status packets to send back and
+        what the channel was told. Returns the outcomes as recorded."""
+        now = utcnow()
+        final = list(results)
+        with self.engine.begin() as c:
+            for n, r in enumerate(final):
+                report = (reports or {}).get(r.exchange_id)
+                if report is None or not r.imported:
+                    continue
+                ours = recipients.our_document(c, report.document_id)
+                if ours is None:
+                    final[n] = replace(r, imported=False, error=(
+                        f"status {report.code} for unknown document {report.document_id!r}"))
+                else:
+                    recipients.record(c, ours, report, now, with_evidence=self.evidence)
+            self._finish_in(c, final, now)
+            if replies_route is not None:
+                add_in(c, self._insert, replies_route, list(replies), now,
+                       with_evidence=self.evidence)
+            self._acknowledged_in(c, acks, now)
+        return final
+
+    def _finish_in(self, c: Connection, results: Sequence[InboundOutcome],
+                   now: dt.datetime) -> None:
         if not results:
             return
-        now = utcnow()
-        with self.engine.begin() as c:
-            for r in results:
-                target = State.DELIVERED if r.imported else State.FAILED
-                states.check(State.PENDING, target, "in")
-                values: dict = dict(state=target, updated_at=now, last_error=r.error,
-                                    signature=r.signature, attempts=EX.c.attempts + 1)
-                if r.imported:
-                    values["delivered_at"] = now
-                if r.source_key:
-                    values.update(source_key=r.source_key[:80],
-                                  source_version=r.source_version or 0)
-                if r.document_id:
-                    values["document_id"] = r.document_id[:200]
-                c.execute(update(EX).where(EX.c.id == r.exchange_id,
-                                           EX.c.state == State.PENDING).values(**values))
-            c.execute(insert(AT), [dict(
-                exchange_id=r.exchange_id, number=1, started_at=r.started or now,
-                duration_ms=r.duration_ms, error=r.error, instance=self.instance,
-                outcome="imported" if r.imported else "quarantined") for r in results])
-            evidence.append(c, [evidence.Event(
-                "imported" if r.imported else "quarantined", "in", None, None,
-                r.exchange_id, None, None, r.signature,
-                {k: v for k, v in dict(error=r.error, source_key=r.source_key,
-                                       source_version=r.source_version).items() if v})
-                for r in results], enabled=self.evidence)
+        for r in results:
+            target = State.DELIVERED if r.imported else State.FAILED
+            states.check(State.PENDING, target, "in")
+            values: dict = dict(state=target, updated_at=now, last_error=r.error,
+                                signature=r.signature, attempts=EX.c.attempts + 1)
+            if r.imported:
+                values["delivered_at"] = now
+            if r.source_key:
+                values.update(source_key=r.source_key[:80],
+                              source_version=r.source_version or 0)
+            if r.document_id:
+                values["document_id"] = r.document_id[:200]
+            c.execute(update(EX).where(EX.c.id == r.exchange_id,
+                                       EX.c.state == State.PENDING).values(**values))
+        c.execute(insert(AT), [dict(
+            exchange_id=r.exchange_id, number=1, started_at=r.started or now,
+            duration_ms=r.duration_ms, error=r.error, instance=self.instance,
+            outcome="imported" if r.imported else "quarantined") for r in results])
+        evidence.append(c, [evidence.Event(
+            "imported" if r.imported else "quarantined", "in", None, None,
+            r.exchange_id, None, None, r.signature,
+            {k: v for k, v in dict(error=r.error, source_key=r.source_key,
+                                   source_version=r.source_version).items() if v})
+            for r in results], enabled=self.evidence)
 
     def inbound_state(self, packet_id: str) -> InboundState | None:
         return self.inbound_states([packet_id]).get(packet_id)
@@ -118,17 +154,20 @@ class Inbox(StoreBase):
         self.mark_acknowledged_many([Acknowledgement(exchange_id, outcome)])
 
     def mark_acknowledged_many(self, acks: Sequence[Acknowledgement]) -> None:
+        if acks:
+            with self.engine.begin() as c:
+                self._acknowledged_in(c, acks, utcnow())
+
+    def _acknowledged_in(self, c: Connection, acks: Sequence[Acknowledgement],
+                         now: dt.datetime) -> None:
         if not acks:
             return
-        now = utcnow()
-        with self.engine.begin() as c:
-            for a in acks:
-                c.execute(update(EX).where(EX.c.id == a.exchange_id).values(
-                    receipt_status=f"ack:{a.outcome}", updated_at=now))
-            evidence.append(c, [evidence.Event("acknowledged", "in", None, None,
-                                               a.exchange_id, None, None, None,
-                                               {"outcome": a.outcome}) for a in acks],
-                            enabled=self.evidence)
+        for a in acks:
+            c.execute(update(EX).where(EX.c.id == a.exchange_id).values(
+                receipt_status=f"ack:{a.outcome}", updated_at=now))
+        evidence.append(c, [evidence.Event("acknowledged", "in", None, None, a.exchange_id,
+                                           None, None, None, {"outcome": a.outcome})
+                            for a in acks], enabled=self.evidence)
 
     def record_status(self, report: recipients.ReportedStatus
                       ) -> recipients.StatusRecorded | None:

@@ -8,7 +8,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
 
 from adapter.dbutil import is_sqlite
 from adapter.store import evidence, recipients, states
@@ -47,44 +47,8 @@ class Outbox(StoreBase):
         Duplicates (same packet id) are ignored, so a re-read after a crash or an overlap
         window never creates a second exchange. Returns how many were new."""
         now = utcnow()
-        ex_rows, pk_rows = [], []
-        items = list(items)
-        for it in items:
-            failed = it.error is not None
-            ex_rows.append(dict(
-                packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
-                peer=it.peer, source_key=it.source_key, source_version=it.source_version,
-                state=State.FAILED if failed else State.PENDING, attempts=0,
-                next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error,
-                document_id=it.document_id))
-            if it.payload is not None:
-                pk_rows.append(dict(packet_id=it.packet_id, payload=it.payload,
-                                    sha256=hashlib.sha256(it.payload).hexdigest()))
         with self.engine.begin() as c:
-            new = 0
-            if ex_rows:
-                res = c.execute(self._insert(EX).on_conflict_do_nothing(
-                    index_elements=["packet_id"]).returning(EX.c.packet_id), ex_rows)
-                inserted = set(res.scalars())
-                new = len(inserted)
-                pk_rows = [r for r in pk_rows if r["packet_id"] in inserted]
-                if pk_rows:
-                    c.execute(insert(PK), pk_rows)
-                fresh = [it for it in items if it.packet_id in inserted]
-                ids: dict[str, int] = {}
-                if fresh and (self.evidence or any(it.recipients for it in fresh)):
-                    ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
-                        EX.c.packet_id.in_(list(inserted)))).all())
-                recipients.add(c, [(ids[it.packet_id], o) for it in fresh
-                                   for o in it.recipients])
-                evidence.append(c, [evidence.Event(
-                    "built" if it.error is None else "refused", "out", it.peer, it.kind,
-                    ids.get(it.packet_id), it.packet_id, it.payload,
-                    "valid" if it.payload is not None else None,
-                    {"source_key": it.source_key, "source_version": it.source_version,
-                     **({"recipients": list(it.recipients)} if it.recipients else {}),
-                     **({"error": it.error} if it.error else {})})
-                    for it in fresh], enabled=self.evidence)
+            new = add_in(c, self._insert, route, list(items), now, with_evidence=self.evidence)
             if cursor_position is not None:
                 self._advance_cursor(c, route, cursor_position, now)
         return new
@@ -220,3 +184,38 @@ class Outbox(StoreBase):
             return c.execute(update(EX).where(*cond).values(
                 state=State.PENDING, lease_owner=None, lease_expires_at=None,
                 updated_at=utcnow())).rowcount
+
+
+def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: dt.datetime,
+           *, with_evidence: bool) -> int:
+    """add_exchanges inside the caller's transaction; returns how many were new."""
+    if not items:
+        return 0
+    res = c.execute(insert_of(EX).on_conflict_do_nothing(
+        index_elements=["packet_id"]).returning(EX.c.packet_id), [dict(
+            packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
+            peer=it.peer, source_key=it.source_key, source_version=it.source_version,
+            state=State.FAILED if it.error is not None else State.PENDING, attempts=0,
+            next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error,
+            document_id=it.document_id) for it in items])
+    inserted = set(res.scalars())
+    fresh = [it for it in items if it.packet_id in inserted]
+    blobs = [dict(packet_id=it.packet_id, payload=it.payload,
+                  sha256=hashlib.sha256(it.payload).hexdigest())
+             for it in fresh if it.payload is not None]
+    if blobs:
+        c.execute(insert(PK), blobs)
+    ids: dict[str, int] = {}
+    if fresh and (with_evidence or any(it.recipients for it in fresh)):
+        ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
+            EX.c.packet_id.in_(list(inserted)))).all())
+    recipients.add(c, [(ids[it.packet_id], o) for it in fresh for o in it.recipients])
+    evidence.append(c, [evidence.Event(
+        "built" if it.error is None else "refused", "out", it.peer, it.kind,
+        ids.get(it.packet_id), it.packet_id, it.payload,
+        "valid" if it.payload is not None else None,
+        {"source_key": it.source_key, "source_version": it.source_version,
+         **({"recipients": list(it.recipients)} if it.recipients else {}),
+         **({"error": it.error} if it.error else {})})
+        for it in fresh], enabled=with_evidence)
+    return len(inserted)
