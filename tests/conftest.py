@@ -36,7 +36,10 @@ def pki(tmp_path_factory) -> Path:
 
 def write_config(dir_: Path, pki: Path, *, state_db: str | None = None,
                  source_db: str | None = None, sim_port: int = 8741, extra: str = "",
-                 routes: str | None = None, sim_embedded: bool = False) -> Path:
+                 routes: str | None = None, sim_embedded: bool = False,
+                 sign_workers: int = 0) -> Path:
+    """A configuration in `dir_`. `sign_workers=1` is the production default (packets
+    built and signed in a spawned worker process); 0 builds inline, for quick tests."""
     cfg = dir_ / "config" / "adapter.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     var = dir_ / "var"
@@ -96,7 +99,7 @@ tsa_cert = "{pki}/tsa.crt"
 tsa_key = "{pki}/tsa.key"
 
 [service]
-sign_workers = 0
+sign_workers = {sign_workers}
 log_level = "INFO"
 
 [audit]

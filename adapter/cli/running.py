@@ -65,11 +65,49 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """The service; in the demo (`[simulator] embedded`) with the simulator as a child
+    process, whose summary ends the output."""
+    import logging
+
     from adapter.service.runner import run_service
 
     s = settings_of(args)
-    return run_service(s, once=args.once, until_idle=args.until_idle,
-                       with_simulator=False if args.no_simulator else None)
+    sim = None
+    if s.simulator.embedded and not args.no_simulator:
+        from adapter.sim.server import start_child
+        sim = start_child(s, config_file=s.source_file,
+                          log=s.path(s.adapter.data_dir) / "simulator.log")
+        logging.getLogger("adapter.cli").info("embedded simulator started (pid %d)", sim.pid)
+    try:
+        result = run_service(s, once=args.once, until_idle=args.until_idle)
+        for name, totals in result.summary.items():
+            print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
+                  flush=True)
+        if sim is not None:
+            print(_simulator_summary(s), flush=True)
+        print(f"finished in {result.elapsed:.1f}s, exit code {result.code}", flush=True)
+        return result.code
+    finally:
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(10)
+            except Exception:
+                sim.kill()
+
+
+def _simulator_summary(settings) -> str:
+    import requests
+
+    cfg = settings.simulator
+    try:
+        rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"simulator: report unavailable ({exc})"
+    dupes = sum(1 for n in rep["packets"].values() if n > 1)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
+    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
+            f"submissions, {dupes} packets submitted more than once (deduplicated)")
 
 
 def cmd_sim(args) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from lxml import etree
@@ -43,7 +43,6 @@ class PullStats:
     imported: int = 0
     quarantined: int = 0
     acknowledged: int = 0
-    reasons: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -153,7 +152,6 @@ class InboundEngine:
                 stats.imported += 1
             else:
                 stats.quarantined += 1
-                stats.reasons.append(r.reason or "")
                 log.warning("quarantined: %s", self.ctx.mask(r.reason or ""))
         self.ctx.store.finish_inbound_many(results)
 

@@ -258,11 +258,19 @@ class Service:
                 for name, p in self.progress.items()}
 
 
-def run_service(settings: Settings, *, once: bool = False, until_idle: bool = False,
-                with_simulator: bool | None = None) -> int:
-    """Entry point behind `thads-adapter run`."""
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its exit code, each route's totals and how long it took."""
+
+    code: int
+    summary: dict[str, dict[str, int]]
+    elapsed: float
+
+
+def run_service(settings: Settings, *, once: bool = False,
+                until_idle: bool = False) -> RunResult:
+    """Entry point behind `thads-adapter run` (the CLI starts the demo's simulator)."""
     lock = InstanceLock(settings.url(settings.adapter.state_db)).acquire()
-    sim = None
     ctx = Context(settings)
     try:
         ctx.store.create_schema()
@@ -271,48 +279,14 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
             if released:
                 log.info("%d exchanges left sending by a previous run returned to the queue",
                          released)
-        embedded = settings.simulator.embedded if with_simulator is None else with_simulator
-        if embedded:
-            from adapter.sim.server import start_child
-            sim = start_child(settings, config_file=settings.source_file,
-                              log=settings.path(settings.adapter.data_dir) / "simulator.log")
-            log.info("embedded simulator started (pid %d)", sim.pid)
         service = Service(settings, ctx)
         ctx.warm_up()
         t0 = time.perf_counter()
         code = service.run_once() if once else service.run(until_idle=until_idle)
-        elapsed = time.perf_counter() - t0
-        for name, totals in service.summary().items():
-            print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
-                  flush=True)
-        if sim is not None:
-            print(_simulator_summary(settings), flush=True)
-        print(f"finished in {elapsed:.1f}s, exit code {code}", flush=True)
-        return code
+        return RunResult(code, service.summary(), time.perf_counter() - t0)
     finally:
         ctx.close()
-        if sim is not None:
-            sim.terminate()
-            try:
-                sim.wait(10)
-            except Exception:
-                sim.kill()
         lock.release()
-
-
-
-def _simulator_summary(settings: Settings) -> str:
-    import requests
-
-    cfg = settings.simulator
-    try:
-        rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
-    except (requests.RequestException, ValueError) as exc:
-        return f"simulator: report unavailable ({exc})"
-    dupes = sum(1 for n in rep["packets"].values() if n > 1)
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
-    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
-            f"submissions, {dupes} packets submitted more than once (deduplicated)")
 
 
 def _has_table(conn, name: str) -> bool:

@@ -43,12 +43,6 @@ class JudgmentImporter:
         self.engine = engine
         SourceBase.metadata.create_all(engine)  # the demo schema; existing tables are kept
 
-    def upsert(self, record: dict[str, Any], version: int) -> ImportResult:
-        (result,) = self.import_many([(record, version)])
-        if isinstance(result, Exception):
-            raise result
-        return result
-
     def import_many(self, items: Sequence[tuple[dict[str, Any], int]]
                     ) -> list[ImportResult | Exception]:
         """Import (record, version) pairs in one transaction; each outcome in item order is

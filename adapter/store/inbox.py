@@ -72,9 +72,6 @@ class Inbox(StoreBase):
                              .order_by(EX.c.id).limit(limit)).all()
         return [StoredPacket(*r) for r in rows]
 
-    def finish_inbound(self, exchange_id: int, **kw) -> None:
-        self.finish_inbound_many([InboundOutcome(exchange_id, **kw)])
-
     def finish_inbound_many(self, results: Sequence[InboundOutcome]) -> None:
         """Record imports and quarantines, in one transaction."""
         if results:
@@ -138,9 +135,6 @@ class Inbox(StoreBase):
                                    source_version=r.source_version).items() if v})
             for r in results], enabled=self.evidence)
 
-    def inbound_state(self, packet_id: str) -> InboundState | None:
-        return self.inbound_states([packet_id]).get(packet_id)
-
     def inbound_states(self, packet_ids: Sequence[str]) -> dict[str, InboundState]:
         """packet id -> what became of it, for those we have."""
         if not packet_ids:
@@ -149,9 +143,6 @@ class Inbox(StoreBase):
             rows = c.execute(select(EX.c.packet_id, EX.c.id, EX.c.state, EX.c.receipt_status,
                                     EX.c.last_error).where(EX.c.packet_id.in_(packet_ids))).all()
         return {r[0]: InboundState(*r[1:]) for r in rows}
-
-    def mark_acknowledged(self, exchange_id: int, outcome: str) -> None:
-        self.mark_acknowledged_many([Acknowledgement(exchange_id, outcome)])
 
     def mark_acknowledged_many(self, acks: Sequence[Acknowledgement]) -> None:
         if acks:

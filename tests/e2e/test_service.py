@@ -13,9 +13,15 @@ from adapter.sources.models import CaseRow, ObligationRow, PartyRow, ReceiptRow
 from adapter.sources.synth import BASE_TIME, generate
 from adapter.store.models import Attempt, Exchange
 from adapter.store.states import State
-from tests.conftest import write_config
+from tests.conftest import free_port, write_config
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def config_file(tmp_path, pki):
+    """The production default: packets are signed in a spawned worker process."""
+    return write_config(tmp_path, pki, sim_port=free_port(), sign_workers=1)
 
 
 @pytest.fixture
@@ -191,7 +197,7 @@ def test_state_and_source_on_postgresql(tmp_path, pki, pg_url, pg_server, sim, s
     with psycopg.connect(pg_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
                          autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{src.rsplit("/", 1)[1]}"')
-    cfg = write_config(tmp_path / "pg", pki, state_db=pg_url, source_db=src,
+    cfg = write_config(tmp_path / "pg", pki, state_db=pg_url, source_db=src, sign_workers=1,
                        sim_port=settings.simulator.port)
     pg_settings = load_settings(cfg)
     totals = generate(make_engine(src), cases=40)

@@ -39,7 +39,7 @@ def test_an_axis_answer_without_data_fails_that_item_only(sent, pki):
     for org in AGREE[:2]:
         _answer(s, pki, org, document_id, "01")
     inbound = AxisInbound(ctx)
-    (first, second) = inbound.axis.received()
+    (first, _) = inbound.axis.received()
     post = inbound.axis._post
 
     def without_data(path, values, **kw):  # the axis answers getEdoc without `data`
