@@ -363,17 +363,20 @@ def test_signed_judgment_etree_root_is_the_signed_data(court):
 
 # ---- one odd packet never stops the route ------------------------------------------------
 
-def _refuse_long_court_names(url: str) -> None:
-    """SQLite does not enforce VARCHAR lengths; PostgreSQL does. Give the SQLite database the
-    same rule (a trigger aborting the insert), so both raise a database error at import."""
+def _narrow_court_names(url: str) -> None:
+    """The enforcement database is the ministry's: here its court_name column is narrower
+    (100) than anything our XSD forbids, so a schema-valid judgment fails at import.
+    PostgreSQL enforces it natively; SQLite ignores VARCHAR lengths, so a trigger does."""
     eng = make_engine(url)
     SourceBase.metadata.create_all(eng)
-    if eng.dialect.name == "sqlite":
-        with eng.begin() as c:
+    with eng.begin() as c:
+        if eng.dialect.name == "sqlite":
             c.exec_driver_sql(
                 "CREATE TRIGGER judgments_court_name_length BEFORE INSERT ON judgments "
-                "WHEN length(NEW.court_name) > 200 BEGIN "
-                "SELECT RAISE(ABORT, 'value too long for judgments.court_name (200)'); END")
+                "WHEN length(NEW.court_name) > 100 BEGIN "
+                "SELECT RAISE(ABORT, 'value too long for judgments.court_name (100)'); END")
+        else:
+            c.exec_driver_sql("ALTER TABLE judgments ALTER COLUMN court_name TYPE varchar(100)")
     eng.dispose()
 
 
@@ -385,15 +388,15 @@ def test_a_judgment_the_database_refuses_is_quarantined_and_the_round_goes_on(
     source = f"sqlite:///{tmp_path}/enforcement.db" if db_url.startswith("sqlite") else db_url
     s = load_settings(inbound_config(tmp_path, pki, free_port(), state_db=db_url,
                                      source_db=source))
-    _refuse_long_court_names(source)
+    _narrow_court_names(source)
     served = serve_wsgi(build_app(s), settings=s, port=s.simulator.port)
     ctx = Context(s)
     ctx.store.create_schema()
     try:
-        # schema-valid (Text allows 1000 characters) and validly signed, but longer than
-        # the court_name column: the database raises during import
+        # schema-valid and validly signed, but longer than the court_name column: the
+        # database raises during import
         poison_pid, poison = _signed(court, key="BA-POISON", mutate=lambda r: setattr(
-            r.find(f"{N}Court/{N}Name"), "text", "Tòa án nhân dân" + " rất dài" * 40))
+            r.find(f"{N}Court/{N}Name"), "text", "Tòa án nhân dân" + " rất dài" * 17))
         good_pid, good = _signed(court, key="BA-GOOD")
         put_raw(served, poison_pid, poison)
         put_raw(served, good_pid, good)
