@@ -222,6 +222,17 @@ def drive(config: str) -> int:
         ctx.close()
 
 
+def growth_fit(tenths: list[Tenth]) -> tuple[float, float]:
+    """(intercept s, slope s per row): least squares of the main process's CPU per packet
+    against the state table's rows in the middle of each tenth."""
+    xs = [(t.end.prepared - t.prepared / 2) for t in tenths]
+    ys = [t.main_per_packet() for t in tenths]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / var if var else 0.0
+    return my - slope * mx, slope
+
+
 # ---- the run ----------------------------------------------------------------------------
 
 def stop_group(proc: subprocess.Popen, grace: float = 30.0) -> None:
@@ -365,8 +376,15 @@ def report(args, base: Sample, last: Sample, tenths: list[Tenth], ratio: float) 
           f"{(args.cores - 1) / worker:.0f}) = {rate:.0f} packets/s; the platform on other "
           "machines, one main process, cores - 1 sign workers")
     if growth > 1.15:
-        print("note: the main process's cost still grows with the table, so the estimate "
-              "(taken at this run's largest table) is optimistic for 4 million rows")
+        a, b = growth_fit(tenths)
+        mean_2m = a + b * packets / 2  # the table grows from 0 to packets_2m rows
+        extra, _, _ = national_minutes(mean_2m, worker, ratio, args.cores)
+        print(f"note: the main process's cost still grows with the table (linear fit over the "
+              f"tenths: {a * 1000:.3f} ms + {b * 1e8:.3f} ms per 100,000 rows), so the "
+              f"estimate above, taken at this run's largest table ({last.prepared} rows), is "
+              f"optimistic; if the growth went on linearly, the mean over {packets} rows would "
+              f"be {mean_2m * 1000:.2f} ms per packet and the backfill {extra:.0f} minutes "
+              "(an extrapolation, not a measurement)")
     print(f"backfill_cpu_growth={growth:.3f}")
     print(f"rss_growth_mb={(final.end.adapter_rss - first.end.adapter_rss) / MB:.1f}")
     print(f"backfill_2m_minutes={minutes:.1f}")
