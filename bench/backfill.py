@@ -374,7 +374,9 @@ def report(args, base: Sample, last: Sample, tenths: list[Tenth], ratio: float) 
           f"{packets}, main_cpu = {main * 1000:.3f} ms (last tenth), worker_cpu = "
           f"{worker * 1000:.3f} ms, cores = {args.cores}: min({1 / main:.0f}, "
           f"{(args.cores - 1) / worker:.0f}) = {rate:.0f} packets/s; the platform on other "
-          "machines, one main process, cores - 1 sign workers")
+          "machines, one main process, cores - 1 sign workers"
+          + ("" if args.service else "; main_cpu is the engines' in lockstep: the service's "
+             "scheduler around them adds to it (docs/performance.md)"))
     if growth > 1.15:
         a, b = growth_fit(tenths)
         mean_2m = a + b * packets / 2  # the table grows from 0 to packets_2m rows
@@ -385,6 +387,12 @@ def report(args, base: Sample, last: Sample, tenths: list[Tenth], ratio: float) 
               f"optimistic; if the growth went on linearly, the mean over {packets} rows would "
               f"be {mean_2m * 1000:.2f} ms per packet and the backfill {extra:.0f} minutes "
               "(an extrapolation, not a measurement)")
+    for name, t in (("first", first), ("last", final)):
+        if abs(t.prepared - t.packets) > 0.1 * max(t.packets, 1):
+            print(f"warning: in the {name} tenth {t.prepared} packets were prepared and "
+                  f"{t.packets} delivered: the stages were out of step, so its main-process "
+                  "CPU per packet carries more (or less) preparing than its share and "
+                  "backfill_cpu_growth is not comparable; measure it in lockstep (the default)")
     print(f"backfill_cpu_growth={growth:.3f}")
     print(f"rss_growth_mb={(final.end.adapter_rss - first.end.adapter_rss) / MB:.1f}")
     print(f"backfill_2m_minutes={minutes:.1f}")
@@ -428,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         return drive(args.drive)
     if args.quick:
         args.cases = 3000
+    # SIGTERM (and SIGHUP) leave through the finally blocks that stop the children
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda n, _f: sys.exit(128 + n))
     if args.cases < 100:
         ap.error("--cases: at least 100, or the tenths are empty")
     return run(args)
