@@ -315,7 +315,8 @@ def _watch(args, watch: Watcher, adapter: subprocess.Popen, sim: subprocess.Pope
         if smp is None or adapter.poll() is not None:
             break
         last = smp
-        if base is None and smp.delivered > 0:
+        if base is None and smp.delivered > 0 and (args.service
+                                                    or smp.delivered == smp.prepared):
             base = mark = smp
             print(f"first packet delivered after {smp.t - started:.1f}s (adapter start-up: "
                   "imports, sign workers, key, WSDL; not counted in the tenths)", flush=True)
@@ -368,7 +369,7 @@ def report(args, base: Sample, last: Sample, tenths: list[Tenth], ratio: float) 
           f"{main * 1000:.3f} ms, whole run {whole.main_per_packet() * 1000:.3f} ms; sign "
           f"workers {worker * 1000:.3f} ms per prepared packet (whole run)")
     print("backfill_cpu_growth = main-process CPU per delivered packet in the last tenth / in "
-          "the first tenth (tenths counted from the first delivered packet)")
+          "the first tenth (tenths counted from the first delivered source batch)")
     print(f"backfill_2m_minutes = packets_2m / min(1 / main_cpu, (cores - 1) / worker_cpu) / 60 "
           f"with packets_2m = {NATIONAL_CASES} x (1 + {ratio:.3f} receipts per case) = "
           f"{packets}, main_cpu = {main * 1000:.3f} ms (last tenth), worker_cpu = "
