@@ -305,7 +305,7 @@ def _watch(args, watch: Watcher, adapter: subprocess.Popen, sim: subprocess.Pope
            expected: int, ratio: float) -> int:
     sim_cpu0 = cpu_seconds(sim.pid)
     started = time.perf_counter()
-    base: Sample | None = None  # the first sample with a delivered packet
+    base: Sample | None = None  # the first sample with a delivered (lockstep: whole) batch
     last: Sample | None = None
     tenths: list[Tenth] = []
     mark, next_k, pending = None, 1, False
@@ -318,7 +318,7 @@ def _watch(args, watch: Watcher, adapter: subprocess.Popen, sim: subprocess.Pope
         if base is None and smp.delivered > 0 and (args.service
                                                     or smp.delivered == smp.prepared):
             base = mark = smp
-            print(f"first packet delivered after {smp.t - started:.1f}s (adapter start-up: "
+            print(f"first batch delivered after {smp.t - started:.1f}s (adapter start-up: "
                   "imports, sign workers, key, WSDL; not counted in the tenths)", flush=True)
         while mark is not None and next_k <= 10 and smp.delivered >= expected * next_k / 10:
             next_k, pending = next_k + 1, True
