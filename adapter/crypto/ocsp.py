@@ -9,6 +9,7 @@ Answers are cached until their nextUpdate, so a responder is asked once per peri
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from dataclasses import dataclass
 
@@ -120,7 +121,7 @@ class OcspClient:
             body = r.raw.read(MAX_ANSWER + 1, decode_content=True)
         except requests.RequestException as exc:
             state.reachable = False
-            raise OcspUnavailable(f"OCSP responder {url} unreachable: {exc}") from None
+            raise OcspUnavailable(f"OCSP responder {url} unreachable: {why(exc)}") from None
         if r.status_code != 200:
             state.reachable = False
             raise OcspUnavailable(f"OCSP responder {url} unreachable: HTTP {r.status_code}")
@@ -185,6 +186,16 @@ class OcspClient:
                               single.this_update_utc, single.next_update_utc)
         raise OcspUnavailable(f"OCSP responder {url}: the answer is not about the certificate "
                               "asked for")
+
+
+def why(exc: requests.RequestException) -> str:
+    """A network failure in a few words, not urllib3's nested reprs."""
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    found = re.findall(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect ({found[-1].strip()})" if found else "cannot connect"
+    return type(exc).__name__
 
 
 def _session() -> requests.Session:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.x509.ocsp import OCSPCertStatus
 
 from adapter.crypto import trust
-from adapter.crypto.ocsp import OcspClient, OcspUnavailable, responder_url
+from adapter.crypto.ocsp import OcspClient, OcspUnavailable, responder_url, why
 from adapter.crypto.trust import Purpose, UntrustedCertificate
 from adapter.errors import AdapterError
 
@@ -194,7 +194,7 @@ class CrlUrl(CrlSource):
             r = self._session.get(self.url, timeout=(self.timeout, self.timeout), stream=True)
             data = r.raw.read(MAX_CRL_BYTES + 1, decode_content=True)
         except requests.RequestException as exc:
-            raise SourceUnavailable(f"CRL {self.url} unreachable: {exc}") from None
+            raise SourceUnavailable(f"CRL {self.url} unreachable: {why(exc)}") from None
         if r.status_code != 200:
             raise SourceUnavailable(f"CRL {self.url} unreachable: HTTP {r.status_code}")
         if len(data) > MAX_CRL_BYTES:
