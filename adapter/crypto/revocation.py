@@ -469,9 +469,18 @@ def reset() -> None:
 
 
 def status() -> list[SourceState]:
-    """The revocation sources of the process's checker, for `status` and the metrics."""
+    """The revocation sources of the process's checker, for the service's metrics."""
     checker = trust.revocation_check()
     return checker.status() if isinstance(checker, RevocationChecker) else []
+
+
+def source_states(settings) -> list[SourceState]:
+    """For `status` in a process of its own: the sources brought up to date (a CRL is
+    fetched only when its cached copy is past nextUpdate) by a checker of the settings."""
+    checker = trust.revocation_check()
+    if isinstance(checker, RevocationChecker):
+        return checker.refresh()
+    return checker_from_settings(settings).refresh()
 
 
 # ---- our own certificate ----------------------------------------------------------------

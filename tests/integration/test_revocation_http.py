@@ -125,6 +125,12 @@ crl_urls = ["http://127.0.0.1:{port}/crl/dev-ca.crl"]
         [state] = revocation.status()
         assert state.reachable and state.next_update is not None
         assert state.source.endswith("/crl/dev-ca.crl")
+        # `status` in another process reads the cached copy, without fetching again
+        revocation.reset()
+        [again] = revocation.source_states(settings)
+        assert again.next_update == state.next_update and again.fetches == 0
+        assert again.reachable is None  # not asked: its copy is current
+        assert app.crl.served == {"dev-ca.crl": 1}
     finally:
         served.close()
 
