@@ -144,8 +144,9 @@ def test_edxml_signer_without_signing_key_usage_is_untrusted(pki, tmp_path, anch
 
 
 def _checkpoint_row(ident):
-    from adapter.audit.checkpoint import sign_statement, statement
     import datetime as dt
+
+    from adapter.audit.checkpoint import sign_statement, statement
     at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()  # the certificates' time
     text = statement(7, "ab" * 32, at)
     pem = ident.cert.public_bytes(serialization.Encoding.PEM).decode()
