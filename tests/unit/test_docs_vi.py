@@ -56,9 +56,11 @@ def headings(prose: list[str]) -> list[int]:
     return [len(m.group(1)) for line in prose if (m := re.match(r"(#{1,6}) ", line))]
 
 
-def inline_code(prose: list[str]) -> set[str]:
-    """Inline code spans, whitespace collapsed (a span may wrap across lines)."""
-    return {" ".join(span.split()) for span in re.findall(r"`([^`]+)`", "\n".join(prose))}
+def inline_code(prose: list[str]) -> dict[str, str]:
+    """Inline code spans, keyed without their whitespace (a span may wrap across lines, even
+    inside a path, and the translation may wrap it elsewhere), each with its text."""
+    spans = re.findall(r"`([^`]+)`", "\n".join(prose))
+    return {"".join(span.split()): " ".join(span.split()) for span in spans}
 
 
 def table_rows(prose: list[str]) -> int:
@@ -116,7 +118,8 @@ def check_translation(vi_path: Path, repo: Path) -> list[str]:
     en_heads, vi_heads = headings(en_prose), headings(vi_prose)
     if en_heads != vi_heads:
         problems.append(f"{vi_rel}: headings (levels) {vi_heads}, {source} has {en_heads}")
-    missing = sorted(inline_code(en_prose) - inline_code(vi_prose))
+    en_code, vi_code = inline_code(en_prose), inline_code(vi_prose)
+    missing = sorted(text for key, text in en_code.items() if key not in vi_code)
     if missing:
         problems.append(f"{vi_rel}: inline code of {source} missing or altered: "
                         + ", ".join(f"`{s}`" for s in missing[:10]))
