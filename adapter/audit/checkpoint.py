@@ -59,7 +59,9 @@ def make_checkpoint(engine: Engine, identity: SigningIdentity) -> Checkpoint | N
         last = c.execute(select(func.max(Checkpoint.seq))).scalar()
         if last is not None and last >= head.seq:
             return None
-        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        now = dt.datetime.now(dt.UTC)
+        at = now.isoformat(timespec="seconds")
+        identity = identity.at(now)  # a rotation: the key that is current at this moment
         text = statement(head.seq, head.hash, at)
         pem = identity.cert.public_bytes(serialization.Encoding.PEM).decode()
         row = dict(seq=head.seq, tip_hash=head.hash, at=at, statement=text,
