@@ -13,6 +13,11 @@ signxml did the same job with two copies of the tree and a PEM parse per packet 
 the CPU). Its output is byte-identical to signxml's (RSA PKCS#1 v1.5 is deterministic):
 `SignxmlSigner` stays as the reference the tests and the benchmark compare it with.
 Verification stays on signxml (verify.py).
+
+A key on a token (pkcs11.py) makes the same one private-key operation on the token:
+CKM_SHA256_RSA_PKCS, or CKM_ECDSA over the SHA-256 digest, which is already the r‖s that
+XML-DSig wants. With a rotation configured, each packet is signed by the identity valid at
+its moment (keys.py `SigningIdentity.at`).
 """
 
 from __future__ import annotations
