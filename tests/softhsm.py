@@ -24,7 +24,7 @@ MODULES = ("/usr/lib/softhsm/libsofthsm2.so",
            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so")
 USER_PIN, SO_PIN = "4711-thads", "so-pin-8812"
-CKF_USER_PIN_LOCKED = 0x00040000
+CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED = 0x00020000, 0x00040000
 
 
 def softhsm_module() -> str:
@@ -73,15 +73,19 @@ class SoftHsm:
         return f"pkcs11:{';'.join(path)}?module-path={self.module}&pin-source={pin}"
 
     def lock_user_pin(self, token: str) -> None:
-        """Set CKF_USER_PIN_LOCKED in the token's stored flags, as a token does after too
-        many wrong PINs (SoftHSM2 itself never locks)."""
+        """Set CKF_USER_PIN_LOCKED, as a token does after too many wrong PINs (SoftHSM2
+        itself never locks)."""
+        self.set_token_flag(token, CKF_USER_PIN_LOCKED)
+
+    def set_token_flag(self, token: str, flag: int) -> None:
+        """Set a flag in the token's stored flags (SoftHSM2's token.object file)."""
         for obj in (self.dir / "tokens").glob("*/token.object"):
             data = bytearray(obj.read_bytes())
             if token.encode() not in data:
                 continue
             tag = bytes.fromhex("000000008000534b")  # CKA_OS_TOKENFLAGS
             at = data.index(tag) + len(tag) + 8  # then the attribute type (unsigned long)
-            flags = int.from_bytes(data[at:at + 8], "big") | CKF_USER_PIN_LOCKED
+            flags = int.from_bytes(data[at:at + 8], "big") | flag
             data[at:at + 8] = flags.to_bytes(8, "big")
             obj.write_bytes(bytes(data))
             return

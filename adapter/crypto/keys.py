@@ -129,8 +129,13 @@ def load_token_identity(uri_text: str, cert_path: Path,
     except OSError as exc:
         raise ConfigError(str(exc.filename), "-", f"{exc.strerror}") from None
     with _lock:
-        if stamp in _cache:
-            return _cache[stamp]
+        if stamp in _cache:  # loaded before (in the parent, if this process was forked)
+            ident = _cache[stamp]
+            try:
+                ident.key.ref.open()  # this process's own session, opened now
+            except TokenConfigError as exc:
+                raise ConfigError(config_file, setting, str(exc)) from None
+            return ident
         cert = load_certificates(cert_path)[0]
         try:
             key = open_token_key(uri, cert.public_key())

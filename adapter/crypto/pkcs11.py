@@ -187,8 +187,10 @@ def _login(token: Any, uri: Pkcs11Uri) -> Any:
     except p11.UserAlreadyLoggedIn:
         return token.open()  # this process is logged in to the token already
     except p11.PinIncorrect:
-        last = " (the next wrong PIN locks it)" if token.flags & TokenFlag.USER_PIN_FINAL_TRY \
-            else ""
+        last = ""
+        with contextlib.suppress(p11.PKCS11Error):  # the flags as they are now, after the try
+            if token.slot.get_token().flags & TokenFlag.USER_PIN_FINAL_TRY:
+                last = " (the next wrong PIN locks it)"
         raise TokenConfigError(f"wrong PIN for {name} (from the {uri.pin}){last}; the token "
                                "locks after a few wrong PINs: correct the PIN before "
                                "starting again") from None

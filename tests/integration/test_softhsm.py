@@ -259,6 +259,16 @@ def test_a_wrong_pin_is_one_line(token, pki, tmp_path):
     assert err.reason.startswith(f"wrong PIN for token 'THADS signer' (from the file {bad})")
 
 
+def test_a_wrong_pin_on_the_last_try_says_so(token, pki, tmp_path):
+    from tests.softhsm import CKF_USER_PIN_FINAL_TRY
+
+    token.set_token_flag(TOKEN, CKF_USER_PIN_FINAL_TRY)
+    bad = tmp_path / "wrong.pin"
+    bad.write_text("0000\n", encoding="utf-8")
+    err = _load_error(tmp_path, pki, token.uri(TOKEN, "adapter", pin_source=f"file:{bad}"))
+    assert "(the next wrong PIN locks it)" in err.reason
+
+
 def test_a_locked_token_is_one_line(token, pki, tmp_path):
     token.lock_user_pin(TOKEN)
     err = _load_error(tmp_path, pki, token.uri(TOKEN, "adapter"))
