@@ -36,7 +36,10 @@ def pki(tmp_path_factory) -> Path:
 
 def write_config(dir_: Path, pki: Path, *, state_db: str | None = None,
                  source_db: str | None = None, sim_port: int = 8741, extra: str = "",
-                 routes: str | None = None, sim_embedded: bool = False) -> Path:
+                 routes: str | None = None, sim_embedded: bool = False,
+                 sign_workers: int = 0) -> Path:
+    """A configuration in `dir_`. `sign_workers=1` is the production default (packets
+    built and signed in a spawned worker process); 0 builds inline, for quick tests."""
     cfg = dir_ / "config" / "adapter.toml"
     cfg.parent.mkdir(parents=True, exist_ok=True)
     var = dir_ / "var"
@@ -96,7 +99,7 @@ tsa_cert = "{pki}/tsa.crt"
 tsa_key = "{pki}/tsa.key"
 
 [service]
-sign_workers = 0
+sign_workers = {sign_workers}
 log_level = "INFO"
 
 [audit]
@@ -266,3 +269,18 @@ def sim(settings) -> Iterator[RunningSim]:
     running = RunningSim(app, serve_wsgi(app, settings=settings, port=settings.simulator.port))
     yield running
     running.close()
+
+
+# ---- the state database alone, for engine and store tests -------------------------------
+
+@pytest.fixture
+def state_store(tmp_path):
+    """An empty state database (SQLite in a temporary file): engine and store logic run
+    against it without settings, a service or a simulator."""
+    from adapter.dbutil import make_engine
+    from adapter.store import ExchangeStore
+
+    store = ExchangeStore(make_engine(f"sqlite:///{tmp_path}/state.db"), instance="test")
+    store.create_schema()
+    yield store
+    store.engine.dispose()

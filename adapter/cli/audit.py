@@ -1,4 +1,4 @@
-"""audit verify | checkpoint: the auditor's commands."""
+"""audit verify | checkpoint | export | archive | verify-bundle: the auditor's commands."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ def register(sub) -> None:
                    help="report problems from this entry on (the chain is still recomputed "
                         "from its start, or from the last archive)")
     v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ")
+    v.add_argument("--expect-checkpoint", metavar="COUNT:TIP",
+                   help="the newest checkpoint the last verify or export printed: history "
+                        "shorter than that, or different, is reported")
+    v.add_argument("--signer-cert", action="append", default=[], metavar="PEM",
+                   help="an earlier certificate of the adapter (after a key rotation) whose "
+                        "checkpoints are genuine too; the configured signing cert always is")
     v.set_defaults(handler=cmd_verify)
     c = ps.add_parser("checkpoint", help="sign the chain's tip now")
     c.set_defaults(handler=cmd_checkpoint)
@@ -25,8 +31,19 @@ def register(sub) -> None:
                    help="archive up to the last checkpoint at or before this entry")
     a.add_argument("--out", required=True)
     a.set_defaults(handler=cmd_archive)
-    b = ps.add_parser("verify-bundle", help="check a bundle with nothing but the bundle")
+    b = ps.add_parser("verify-bundle", help="check a bundle against the anchors you hold "
+                                            "(runs the adapter's own checks, never the "
+                                            "bundle's verify.sh)")
     b.add_argument("file")
+    b.add_argument("--ca", required=True, metavar="PEM",
+                   help="the trust anchors you hold (never a file from the bundle)")
+    b.add_argument("--tsa-ca", metavar="PEM",
+                   help="the timestamp authority's CA: every checkpoint must carry a token")
+    b.add_argument("--signer", metavar="PEM",
+                   help="the adapter's checkpoint certificate: checkpoints signed by any "
+                        "other certificate fail")
+    b.add_argument("--after", metavar="SEQ:HASH",
+                   help="the tip printed for the previous bundle (omit for the first)")
     b.set_defaults(handler=cmd_verify_bundle)
 
 
@@ -36,21 +53,33 @@ def _engine(s):
 
 
 def cmd_verify(args) -> int:
-    from adapter.audit.verify import verify_log
+    from adapter.audit.verify import Expectations, parse_expected, readonly_engine, verify_log
     from adapter.crypto.keys import load_certificates
+    from adapter.errors import AdapterError
 
     s = settings_of(args)
     files = dict.fromkeys([*s.signing.trust_anchors,
                            *(a for peer in s.peers for a in peer.trust_anchors)])
     anchors = [c for p in files for c in load_certificates(s.path(p))]
-    rep = verify_log(_engine(s), anchors, tsa_ca=s.path(s.audit.tsa_ca_file))
+    signers = [c for p in [s.signing.cert, *args.signer_cert]
+               for c in load_certificates(s.path(p))]
+    try:
+        want = parse_expected(args.expect_checkpoint) if args.expect_checkpoint else None
+        engine = readonly_engine(s.url(s.adapter.state_db))
+    except (ValueError, FileNotFoundError) as exc:
+        raise AdapterError(str(exc)) from None
+    expect = Expectations(tuple(signers), want, s.path(s.audit.tsa_ca_file),
+                          s.audit.tsa_grace_seconds if s.audit.tsa_url else None)
+    rep = verify_log(engine, anchors, expect)
+    engine.dispose()
     if args.from_seq is not None or args.to_seq is not None:
         lo, hi = args.from_seq or 0, args.to_seq if args.to_seq is not None else 10**18
         rep.problems = [p for p in rep.problems if p.seq is None or lo <= p.seq <= hi]
+    latest = f"{rep.latest[0]}:{rep.latest[1]}" if rep.latest else None
     if args.json:
         print_json(dict(intact=rep.intact, entries=rep.entries, checkpoints=rep.checkpoints,
-                        last_checkpoint=rep.last_checkpoint_seq, unstamped=rep.unstamped,
-                        signatures_verified=rep.signatures,
+                        last_checkpoint=rep.last_checkpoint_seq, latest_checkpoint=latest,
+                        unstamped=rep.unstamped, signatures_verified=rep.signatures,
                         problems=[dict(seq=p.seq, what=p.what, detail=p.detail)
                                   for p in rep.problems], notes=rep.notes))
         return 0 if rep.intact else 1
@@ -65,6 +94,9 @@ def cmd_verify(args) -> int:
             print_field("also", str(p))
     for n in rep.notes:
         print_field("note", n)
+    if latest:  # one unwrapped line, to copy whole
+        print(f"{'keep:':<17}--expect-checkpoint {latest}")
+        print(f"{'':<17}(the newest checkpoint: pass it to the next audit verify)")
     return 0 if rep.intact else 1
 
 
@@ -105,10 +137,14 @@ def cmd_export(args) -> int:
 
     s = settings_of(args)
     require_auditor(s)
-    counts = export_bundle(_engine(s), Path(args.out),
-                           [s.path(p) for p in s.signing.trust_anchors])
-    print(f"{args.out}: {counts['entries']} entries, {counts['packets']} packets, "
-          f"{counts['checkpoints']} checkpoints; check it with: unzip it, then sh verify.sh")
+    counts = export_bundle(_engine(s), Path(args.out))
+    print(f"{args.out}: {counts.entries} entries, {counts.packets} packets, "
+          f"{counts.checkpoints} checkpoints (file mode 0600)")
+    print(f"tip: {counts.tip} (the chain's last entry in the bundle)")
+    if counts.latest_checkpoint:
+        print(f"keep: --expect-checkpoint {counts.latest_checkpoint} (for audit verify)")
+    print("check it with: thads-adapter audit verify-bundle FILE --ca YOUR-CA.pem "
+          "[--tsa-ca TSA-CA.pem] [--signer ADAPTER-CERT.pem] [--after PREVIOUS-TIP]")
     return 0
 
 
@@ -117,25 +153,31 @@ def cmd_verify_bundle(args) -> int:
 
     from adapter.audit.bundle import verify_bundle
 
-    ok, last = verify_bundle(Path(args.file))
-    print(f"{args.file}: {last}")
-    return 0 if ok else 1
+    v = verify_bundle(Path(args.file), ca=Path(args.ca),
+                      tsa_ca=Path(args.tsa_ca) if args.tsa_ca else None,
+                      signer=Path(args.signer) if args.signer else None, after=args.after)
+    for line in v.output.splitlines()[:-1]:
+        print(f"  {line}")
+    print(f"{args.file}: {v.summary}")
+    return 0 if v.intact else 1
 
 
 def cmd_archive(args) -> int:
     from pathlib import Path
 
     from adapter.audit.bundle import archive
+    from adapter.engine.build import PacketBuilder
     from adapter.errors import AdapterError
 
     s = settings_of(args)
     require_auditor(s)
     try:
-        r = archive(_engine(s), Path(args.out), [s.path(p) for p in s.signing.trust_anchors],
+        r = archive(_engine(s), Path(args.out), PacketBuilder(s).identity,
                     before_seq=args.before)
     except ValueError as exc:
         raise AdapterError(str(exc)) from None
     print(f"entries up to {r['seq_to']} archived to {args.out} (sha256 {r['sha256']}): "
           f"{r['entries']} entries, {r['packets']} packets, {r['checkpoints']} checkpoints; "
-          "what remains verifies from there")
+          f"{r['packets_freed']} packet payloads freed; what remains verifies from there")
+    print(f"tip: {r['tip']} (pass it as --after when checking the next bundle)")
     return 0

@@ -7,11 +7,10 @@ import getpass
 import os
 import sys
 
-from sqlalchemy import or_, select
-
 from adapter.cli.common import print_json, print_table, settings_of
 from adapter.errors import AdapterError
 from adapter.privacy import mask_ids
+from adapter.store.records import ExchangeFilter
 
 
 def register(sub) -> None:
@@ -59,23 +58,15 @@ def _when(text: str, flag: str) -> dt.datetime:
         raise AdapterError(f"{flag} {text!r} is not an ISO date or date-time") from None
 
 
-def filtered(args):
-    """The exchanges matching the command's filters, newest first."""
-    from adapter.store.models import Exchange
-
-    q = select(Exchange)
-    for attr in ("state", "kind", "route", "direction"):
-        value = getattr(args, attr, None)
-        if value:
-            q = q.where(getattr(Exchange, attr) == value)
-    if args.since:
-        q = q.where(Exchange.updated_at >= _when(args.since, "--since"))
-    if args.until:
-        q = q.where(Exchange.updated_at < _when(args.until, "--until"))
-    if args.search:
-        like = f"%{args.search}%"
-        q = q.where(or_(Exchange.source_key.like(like), Exchange.packet_id.like(like)))
-    return q.order_by(Exchange.id.desc())
+def filtered(args, ids: list[int] | None = None) -> ExchangeFilter:
+    """The command's filters (or the exchanges it names)."""
+    if ids:
+        return ExchangeFilter(ids=tuple(ids))
+    return ExchangeFilter(
+        state=args.state, kind=args.kind, route=args.route,
+        direction=getattr(args, "direction", None),
+        since=_when(args.since, "--since") if args.since else None,
+        until=_when(args.until, "--until") if args.until else None, search=args.search)
 
 
 def _store(args):
@@ -87,11 +78,7 @@ def _store(args):
 
 
 def cmd_list(args) -> int:
-    store = _store(args)
-    q = filtered(args).limit(args.limit)
-    from sqlalchemy.orm import Session
-    with Session(store.engine) as s:
-        rows = list(s.execute(q).scalars())
+    rows = _store(args).find(filtered(args), limit=args.limit)
     if args.json:
         print_json([dict(id=e.id, packet_id=e.packet_id, kind=e.kind, route=e.route,
                          direction=e.direction, signature=e.signature, state=e.state,
@@ -113,7 +100,7 @@ def cmd_show(args) -> int:
         print(f"no exchange {args.id}")
         return 1
     attempts = store.attempts_of(e.id)
-    reports = _reports(store, e.id)
+    recipients = store.recipients_of(e.id)
     if args.json:
         print_json(dict(
             id=e.id, packet_id=e.packet_id, kind=e.kind, route=e.route, state=e.state,
@@ -123,13 +110,16 @@ def cmd_show(args) -> int:
                       for a in attempts],
             platform_message_id=e.platform_message_id, receipt_status=e.receipt_status,
             direction=e.direction, signature=e.signature, document_id=e.document_id,
-            status_reports=[dict(organ_id=o, code=c, description=d, reported_at=t)
-                            for o, c, d, t in reports],
+            recipients=[dict(organ_id=r.organ_id, settled=r.settled, statuses=[
+                dict(code=x.code, description=x.description, reported_at=x.reported_at,
+                     received_at=x.received_at) for x in r.statuses]) for r in recipients],
             last_error=mask_ids(e.last_error or "") or None))
         return 0
     print(f"exchange {e.id}  packet {e.packet_id}")
     way = "received from" if e.direction == "in" else "sent to"
-    print(f"  kind {e.kind}, route {e.route}, {way} {e.peer}")
+    to = ", ".join(r.organ_id for r in recipients) if recipients and e.direction == "out" \
+        else e.peer
+    print(f"  kind {e.kind}, route {e.route}, {way} {to}")
     if e.document_id:
         print(f"  edXML document {e.document_id}")
     if e.signature:
@@ -152,26 +142,20 @@ def cmd_show(args) -> int:
     if actions:
         print()
         print_table(["operator action (UTC)", "by", "action", "reason"],
-                    [[f"{t:%Y-%m-%d %H:%M:%S}", who, what, why or ""]
-                     for t, who, what, why in actions])
-    if reports:
+                    [[f"{a.at:%Y-%m-%d %H:%M:%S}", a.actor, a.action, a.reason or ""]
+                     for a in actions])
+    if recipients:
         print()
-        print_table(["from", "status", "reported", "description"],
-                    [[o, c, t, d] for o, c, d, t in reports])
+        print_table(["recipient", "status", "reported", "description"],
+                    [[r.organ_id, x.code, x.reported_at or "", x.description or ""]
+                     for r in recipients for x in r.statuses]
+                    + [[r.organ_id, "--", "", "no answer yet"]
+                       for r in recipients if not r.statuses])
     if args.xml:
         payload = store.payload_of(e.packet_id)
         print()
         print(mask_ids(payload.decode("utf-8")) if payload else "(no packet was built)")
     return 0
-
-
-def _reports(store, exchange_id: int) -> list[tuple]:
-    from adapter.store.models import StatusReport
-    with store.engine.connect() as c:
-        return [tuple(r) for r in c.execute(
-            select(StatusReport.organ_id, StatusReport.code, StatusReport.description,
-                   StatusReport.reported_at).where(StatusReport.exchange_id == exchange_id)
-            .order_by(StatusReport.id))]
 
 
 def actor() -> str:
@@ -188,20 +172,12 @@ def _confirm(question: str, args) -> bool:
 
 
 def cmd_replay(args) -> int:
-    from sqlalchemy.orm import Session
-
-    from adapter.store.models import Exchange
-
     store = _store(args)
     has_filter = any(getattr(args, f) for f in ("state", "kind", "route", "direction",
                                                   "since", "until", "search"))
     if not args.ids and not has_filter:
         raise AdapterError("name exchanges (ID…) or select them (--state failed …)")
-    with Session(store.engine) as s:
-        if args.ids:
-            rows = list(s.execute(select(Exchange).where(Exchange.id.in_(args.ids))).scalars())
-        else:
-            rows = list(s.execute(filtered(args)).scalars())
+    rows = store.find(filtered(args, args.ids))
     if not rows:
         print("nothing matches")
         return 1
@@ -228,9 +204,9 @@ def cmd_replay(args) -> int:
     done: list[int] = []
     refused: list[tuple[int, str]] = []
     for start in range(0, len(ids), 500):
-        d, r = store.replay(ids[start:start + 500], actor=actor(), reason=args.reason)
-        done += d
-        refused += r
+        r = store.replay(ids[start:start + 500], actor=actor(), reason=args.reason)
+        done += r.done
+        refused += [(x.exchange_id, x.reason) for x in r.refused]
         _progress(len(done) + len(refused), len(ids))
     print(f"replayed {len(done)} exchanges (recorded as {actor()}); the service sends them "
           "with their packet ids, so the receiver keeps one copy")
@@ -249,9 +225,9 @@ def _progress(n: int, total: int, width: int = 40) -> None:
 
 def cmd_cancel(args) -> int:
     store = _store(args)
-    done, refused = store.cancel(args.ids, actor=actor(), reason=args.reason)
-    for i in done:
+    r = store.cancel(args.ids, actor=actor(), reason=args.reason)
+    for i in r.done:
         print(f"{i}: cancelled ({args.reason})")
-    for i, why in refused:
-        print(f"{i}: not cancelled: {why}")
-    return 0 if not refused else 1
+    for x in r.refused:
+        print(f"{x.exchange_id}: not cancelled: {x.reason}")
+    return 0 if not r.refused else 1

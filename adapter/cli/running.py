@@ -65,11 +65,49 @@ def cmd_init(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """The service; in the demo (`[simulator] embedded`) with the simulator as a child
+    process, whose summary ends the output."""
+    import logging
+
     from adapter.service.runner import run_service
 
     s = settings_of(args)
-    return run_service(s, once=args.once, until_idle=args.until_idle,
-                       with_simulator=False if args.no_simulator else None)
+    sim = None
+    if s.simulator.embedded and not args.no_simulator:
+        from adapter.sim.server import start_child
+        sim = start_child(s, config_file=s.source_file,
+                          log=s.path(s.adapter.data_dir) / "simulator.log")
+        logging.getLogger("adapter.cli").info("embedded simulator started (pid %d)", sim.pid)
+    try:
+        result = run_service(s, once=args.once, until_idle=args.until_idle)
+        for name, totals in result.summary.items():
+            print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
+                  flush=True)
+        if sim is not None:
+            print(_simulator_summary(s), flush=True)
+        print(f"finished in {result.elapsed:.1f}s, exit code {result.code}", flush=True)
+        return result.code
+    finally:
+        if sim is not None:
+            sim.terminate()
+            try:
+                sim.wait(10)
+            except Exception:
+                sim.kill()
+
+
+def _simulator_summary(settings) -> str:
+    import requests
+
+    cfg = settings.simulator
+    try:
+        rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
+    except (requests.RequestException, ValueError) as exc:
+        return f"simulator: report unavailable ({exc})"
+    dupes = sum(1 for n in rep["packets"].values() if n > 1)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
+    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
+            f"submissions, {dupes} packets submitted more than once (deduplicated)")
 
 
 def cmd_sim(args) -> int:
@@ -125,11 +163,12 @@ def cmd_status(args) -> int:
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
         "last_delivery": {r: t.isoformat() + "Z" for r, t in last.items()},
         "platform": _platform_health(s),
-        "evidence": _evidence_summary(store.engine),
-        "circuit_breakers": [dict(endpoint=e, instance=i, state=st, failed_rounds=f,
-                                  open_seconds=o, at=t.isoformat(timespec="seconds") + "Z")
-                             for e, i, st, f, o, t in store.breakers()
-                             if utcnow() - t < dt.timedelta(hours=1)],  # live instances
+        "evidence": _evidence_summary(store),
+        "circuit_breakers": [dict(endpoint=b.endpoint, instance=b.instance, state=b.state,
+                                  failed_rounds=b.failures, open_seconds=b.opened_for,
+                                  at=b.updated_at.isoformat(timespec="seconds") + "Z")
+                             for b in store.breakers()
+                             if utcnow() - b.updated_at < dt.timedelta(hours=1)],  # live
         "certificates_days_to_expiry": certs,
     }
     if args.json:
@@ -163,16 +202,15 @@ def cmd_status(args) -> int:
     return 0
 
 
-def _evidence_summary(engine) -> dict | None:
+def _evidence_summary(store) -> dict | None:
     from sqlalchemy import func, inspect, select
 
     from adapter.audit.checkpoint import Checkpoint
-    from adapter.store.evidence import EvidenceHead
 
-    with engine.connect() as c:
-        if not inspect(c).has_table("evidence_head"):
-            return None
-        head = c.execute(select(EvidenceHead.seq)).scalar() or 0
+    head = store.evidence_entries()
+    if head is None:
+        return None
+    with store.engine.connect() as c:  # checkpoints: the audit room's table
         if not inspect(c).has_table("checkpoints"):
             return dict(entries=head, last_checkpoint=0, last_checkpoint_at=None, unstamped=0)
         last, at = c.execute(select(Checkpoint.seq, Checkpoint.at)

@@ -90,6 +90,11 @@ class SigningSection(_Section):
     next_chain: list[str] = []
     next_from: dt.datetime | None = None
 
+    def certificate_files(self) -> list[str]:
+        """Every certificate we sign with, oldest first (a rotation: both), known without
+        opening the keys: what `audit verify` expects checkpoints to be signed by."""
+        return [self.cert, *([self.next_cert] if self.next_cert else [])]
+
     @field_validator("key", "next_key")
     @classmethod
     def _key_uri(cls, value: str | None) -> str | None:
@@ -351,6 +356,9 @@ class AuditSection(_Section):
     #: certificate chains to.
     tsa_url: str = ""
     tsa_ca_file: str = "certs/dev/ca.crt"
+    #: with a TSA configured, a checkpoint older than this without a token is a problem for
+    #: `audit verify` (a removed token, or an outage that long), not a note.
+    tsa_grace_seconds: float = Field(3600.0, gt=0)
     #: OS group whose members are auditors: only they may export full packets ("" = anyone
     #: who can read the state database, as in the demo).
     auditor_group: str = ""

@@ -116,7 +116,14 @@ def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = Fals
     caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked.
     Attachments the sender's library zipped are returned unpacked, within `zip_limits`
     (attachments.py)."""
-    root = parse_untrusted(data, name=name)
+    return read_edxml(parse_untrusted(data, name=name), name=name, tolerant_ids=tolerant_ids,
+                      signature=signature, zip_limits=zip_limits)
+
+
+def read_edxml(root: etree._Element, *, name: str = "<edxml>", tolerant_ids: bool = False,
+               signature: SignatureOutcome | None = None,
+               zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> ParsedEdxml:
+    """As parse_edxml, from a tree the caller parsed safely (once, under its size limit)."""
     if root.tag != E + "edXML":
         raise EdxmlError(f"root element is <{root.tag}>, not edXML in {EDXML_NS}",
                          packet=name, where="line 1")

@@ -102,12 +102,14 @@ class EdxmlBuilder:
                 recipients = self._recipients(record)
                 doc = self.document(record.data, recipients, now, record.version)
                 root = build_document(doc)
-                document_id, peer = doc.document_id, ",".join(recipients)[:40]
+                document_id = doc.document_id
+                peer = recipients[0] if len(recipients) == 1 else None
                 profile = self.profile_for(recipients)
             else:
                 st = self.status(record.data, now)
                 root = build_status(st)
                 document_id, peer = st.response_for.document_id, st.response_for.organ_id
+                recipients = []
                 profile = self.profile_for([peer])
             edxml_schema().check(root, packet=f"{record.kind} {key}")
             payload = serialize(sign_edxml(root, self.identity, profile=profile))
@@ -115,7 +117,7 @@ class EdxmlBuilder:
             return NewExchange(pid, record.kind, key[:80], version, None,
                                error=f"packet {record.kind} {key}: {exc}")
         return NewExchange(pid, record.kind, key[:80], version, peer, payload=payload,
-                           document_id=document_id)
+                           document_id=document_id, recipients=tuple(recipients))
 
     def _recipients(self, record: SourceRecord) -> list[str]:
         route = next((r for r in self.settings.routes

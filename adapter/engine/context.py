@@ -16,7 +16,8 @@ from adapter.config import Settings
 from adapter.dbutil import make_engine
 from adapter.privacy import mask_ids
 from adapter.sources.changes import SourceRecord
-from adapter.store.repository import ExchangeStore, NewExchange
+from adapter.store.records import NewExchange
+from adapter.store.repository import ExchangeStore
 from adapter.store.states import RetryPolicy
 from adapter.transports.base import Transport
 

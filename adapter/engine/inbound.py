@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 from lxml import etree
@@ -21,10 +21,12 @@ from adapter.config import RouteSection
 from adapter.crypto.keys import load_certificates
 from adapter.crypto.verify import PacketVerifier
 from adapter.engine.context import Context
+from adapter.engine.failures import reason_of, traceback_of
 from adapter.errors import AdapterError, PacketError, SignatureError
 from adapter.mapping import MappingSet
-from adapter.sources.writer import JudgmentImporter
-from adapter.store.repository import utcnow
+from adapter.sources.writer import ImportResult, JudgmentImporter
+from adapter.store.base import utcnow
+from adapter.store.records import Acknowledgement, InboundOutcome, ReceivedPacket
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
 
@@ -41,7 +43,15 @@ class PullStats:
     imported: int = 0
     quarantined: int = 0
     acknowledged: int = 0
-    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A packet that passed every check: the judgment to import."""
+
+    record: dict
+    version: int
+    signature: str | None
 
 
 @dataclass(frozen=True)
@@ -81,63 +91,98 @@ class InboundEngine:
 
     def pull(self, route: RouteSection) -> PullStats:
         """One round: what a crash left stored, then what the platform lists, in batches:
-        one call to fetch, one transaction to store, one to record, one call to answer."""
+        one call to fetch, one transaction to store, one to import (a SAVEPOINT per
+        judgment), one to record, one call to answer and one transaction to note it."""
         ctx, stats = self.ctx, PullStats()
-        leftover = ctx.store.inbound_pending(route.name, route.batch_size)
-        self._process_all([(ex_id, pid, peer, data) for ex_id, pid, peer, data in leftover],
-                          stats)
+        work = [(p.exchange_id, p.packet_id, p.peer, p.payload)
+                for p in ctx.store.inbound_pending(route.name, route.batch_size)]
         limit = ctx.settings.inbound.max_packet_bytes
-        items = ctx.transport.list_pending(ctx.settings.adapter.organisation_id,
-                                           route.batch_size)
-        if not items or ctx.stopping.is_set():
-            return stats
+        items = [] if ctx.stopping.is_set() else ctx.transport.list_pending(
+            ctx.settings.adapter.organisation_id, route.batch_size)
         known = ctx.store.inbound_states([i.packet_id for i in items])
         new = [i for i in items if i.packet_id not in known]
         wanted = [i.packet_id for i in new if i.size <= limit]
         fetched = {f.packet_id: f for f in (ctx.transport.fetch_many(wanted) if wanted else [])}
-        to_store = [(i.packet_id, i.kind, i.sender,
-                     fetched[i.packet_id].payload if i.packet_id in fetched else b"")
+        to_store = [ReceivedPacket(i.packet_id, i.kind, i.sender,
+                                   fetched[i.packet_id].payload if i.packet_id in fetched
+                                   else b"")
                     for i in new if i.packet_id in fetched or i.size > limit]
         ids = ctx.store.add_inbound_many(route.name, to_store)  # durable before processing
         stats.received += len(to_store)
-        too_big = [dict(exchange_id=ids[i.packet_id], imported=False, signature=None,
-                        error=f"packet {i.packet_id}: {i.size} bytes exceed the limit of "
-                              f"{limit}") for i in new if i.size > limit]
-        ctx.store.finish_inbound_many(too_big)
+        too_big = [InboundOutcome(ids[i.packet_id], imported=False,
+                                  error=f"packet {i.packet_id}: {i.size} bytes exceed the "
+                                        f"limit of {limit}") for i in new if i.size > limit]
         stats.quarantined += len(too_big)
-        self._process_all([(ids[pid], pid, sender, data) for pid, _, sender, data in to_store
-                           if data], stats)
+        work += [(ids[p.packet_id], p.packet_id, p.peer, p.payload) for p in to_store
+                 if p.payload]
+        self._process_all(work, stats, too_big)
+        if not items:
+            return stats
         # answer for everything handled: new now, or earlier without our answer arriving
         states = ctx.store.inbound_states([i.packet_id for i in items])
-        answers = [(pid, "accepted" if st == "delivered" else "rejected", err, ex_id)
-                   for pid, (ex_id, st, _ack, err) in states.items()
-                   if st in ("delivered", "failed")]
+        answers = [(pid, "accepted" if st.state == "delivered" else "rejected",
+                    st.last_error, st.exchange_id)
+                   for pid, st in states.items() if st.state in ("delivered", "failed")]
         if answers:
             taken = ctx.transport.acknowledge_many([a[:3] for a in answers])
-            ctx.store.mark_acknowledged_many([(a[3], a[1]) for a in answers if a[0] in taken])
+            ctx.store.mark_acknowledged_many([Acknowledgement(a[3], a[1]) for a in answers
+                                              if a[0] in taken])
             stats.acknowledged += len(taken)
         return stats
 
-    def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats) -> None:
-        results = []
-        for ex_id, pid, sender, payload in items:
-            started, t0 = utcnow(), time.perf_counter()
-            r = self.process(pid, sender, payload)
-            results.append(dict(exchange_id=ex_id, imported=r.imported, error=r.reason,
-                                signature=r.signature, source_key=r.source_key,
-                                source_version=r.version, started=started,
-                                duration_ms=int((time.perf_counter() - t0) * 1000)))
+    def _process_all(self, items: list[tuple[int, str, str, bytes]], stats: PullStats,
+                     results: list[InboundOutcome]) -> None:
+        """Check every packet, import the good ones in one transaction (a SAVEPOINT each),
+        record every outcome in one. Any exception while handling one packet quarantines
+        that packet with its reason; the others go on."""
+        started = utcnow()
+        t0 = time.perf_counter()
+        checked = [(ex_id, pid, self._check_safely(pid, sender, payload))
+                   for ex_id, pid, sender, payload in items]
+        ready = [(ex_id, pid, c) for ex_id, pid, c in checked if isinstance(c, Checked)]
+        imports = dict(zip([ex_id for ex_id, _, _ in ready],
+                           self.importer.import_many([(c.record, c.version)
+                                                      for _, _, c in ready]), strict=True))
+        ms = int((time.perf_counter() - t0) * 1000 / max(1, len(items)))
+        for ex_id, pid, c in checked:
+            r = self._outcome(pid, c, imports.get(ex_id))
+            results.append(InboundOutcome(ex_id, r.imported, r.reason, r.signature,
+                                          r.source_key, r.version, started, ms))
             if r.imported:
                 stats.imported += 1
             else:
                 stats.quarantined += 1
-                stats.reasons.append(r.reason or "")
                 log.warning("quarantined: %s", self.ctx.mask(r.reason or ""))
         self.ctx.store.finish_inbound_many(results)
 
+    @staticmethod
+    def _outcome(pid: str, checked: Checked | Processed,
+                 imported: ImportResult | Exception | None) -> Processed:
+        if isinstance(checked, Processed):
+            return checked
+        code, version = checked.record["judgment_code"], checked.version
+        if isinstance(imported, Exception):
+            log.error("packet %s: import failed\n%s", pid, traceback_of(imported))
+            return Processed(False, f"packet {pid}: import into the enforcement database "
+                                    f"failed: {reason_of(imported)}", checked.signature)
+        if imported is not None and imported.status == "stale":
+            return Processed(False, f"packet {pid}: judgment {code} version {version} is "
+                                    f"older than the stored version {imported.stored_version} "
+                                    "(replay refused)", checked.signature)
+        return Processed(True, None, checked.signature, code, version)
+
+    def _check_safely(self, pid: str, sender: str, payload: bytes) -> Checked | Processed:
+        try:
+            return self.check(pid, sender, payload)
+        except Exception as exc:  # one odd packet must not stop the route
+            log.error("packet %s: unexpected error while checking it\n%s", pid,
+                      traceback_of(exc))
+            return Processed(False, f"packet {pid}: unexpected error: {reason_of(exc)}", None)
+
     # ---- the checks, in order ----------------------------------------------------------
 
-    def process(self, pid: str, sender: str, payload: bytes) -> Processed:
+    def check(self, pid: str, sender: str, payload: bytes) -> Checked | Processed:
+        """Everything before the import: the judgment to import, or why not."""
         signature: str | None = None
         try:
             peer = self.ctx.settings.peer_of(sender)
@@ -164,13 +209,7 @@ class InboundEngine:
             self._check_header(pid, sender, peer, header)
             record = mapping.from_xml(signed)
             self._check_document(pid, record)
-            version = int(header["Version"])
-            result = self.importer.upsert(record, version)
-            if result.status == "stale":
-                raise Quarantine(f"packet {pid}: judgment {record['judgment_code']} version "
-                                 f"{version} is older than the stored version "
-                                 f"{result.stored_version} (replay refused)")
-            return Processed(True, None, signature, record["judgment_code"], version)
+            return Checked(record, int(header["Version"]), signature)
         except (PacketError, Quarantine) as exc:
             return Processed(False, str(exc), signature)
 
@@ -199,3 +238,4 @@ class InboundEngine:
             kind = "a ZIP archive" if doc.startswith(b"PK\x03\x04") else "not a PDF"
             raise Quarantine(f"packet {pid}: element Document/Content is {kind} (checked by "
                              "content, not by the declared media type)")
+

@@ -21,7 +21,13 @@ from adapter.errors import AdapterError, RejectedByPeer, TransportError
 from adapter.mapping import packet_id
 from adapter.sources.changes import ChangeReader, SourceCursor
 from adapter.store import states
-from adapter.store.repository import AttemptOutcome, ClaimedExchange, utcnow
+from adapter.store.base import utcnow
+from adapter.store.records import (
+    AttemptOutcome,
+    ClaimedExchange,
+    DeliveryAnswer,
+    SentExchange,
+)
 from adapter.transports.base import PlatformReceipt, SubmitItem
 
 log = logging.getLogger("adapter.outbound")
@@ -144,16 +150,16 @@ class OutboundEngine:
         if not due:
             return 0
 
-        def ask(item: tuple[int, str]) -> tuple[int, str] | None:
+        def ask(item: SentExchange) -> DeliveryAnswer | None:
             try:
-                return item[0], ctx.transport.query_status(item[1]).status
+                return DeliveryAnswer(item.id, ctx.transport.query_status(item.packet_id).status)
             except AdapterError as exc:
-                log.warning("delivery status of %s unavailable: %s", item[1], exc)
+                log.warning("delivery status of %s unavailable: %s", item.packet_id, exc)
                 return None
 
         answers = [a for a in ctx.io_pool.map(ask, due) if a is not None]
         ctx.store.settle_sent(answers, status_poll=ctx.settings.lgsp.status_poll_seconds)
-        return sum(1 for _, st in answers if st != "queued")
+        return sum(1 for a in answers if a.status != "queued")
 
     def _send_chunk(self, chunk: list[ClaimedExchange]) -> list[AttemptOutcome]:
         """One call for the chunk (or one per packet if the platform has no batch call);

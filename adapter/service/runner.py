@@ -31,8 +31,6 @@ from adapter.engine.context import Context
 from adapter.engine.inbound import InboundEngine, PullStats
 from adapter.engine.outbound import OutboundEngine
 from adapter.service.lock import InstanceLock
-from adapter.store.models import Exchange
-from adapter.store.states import State
 
 log = logging.getLogger("adapter.service")
 
@@ -126,12 +124,11 @@ class Service:
         from sqlalchemy import func, select
 
         from adapter.audit.checkpoint import Checkpoint, make_checkpoint, stamp_pending
-        from adapter.store.evidence import EvidenceHead
 
         a = self.settings.audit
         try:
-            with self.ctx.state_engine.connect() as c:
-                head = c.execute(select(EvidenceHead.seq).where(EvidenceHead.id == 1)).scalar()
+            head = self.ctx.store.evidence_entries()
+            with self.ctx.state_engine.connect() as c:  # the audit room's table
                 last = c.execute(select(func.max(Checkpoint.seq), func.max(Checkpoint.at))
                                  ).first() if _has_table(c, "checkpoints") else (None, None)
             if not head:
@@ -251,13 +248,7 @@ class Service:
         return {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
 
     def _exit_code(self) -> int:
-        from sqlalchemy import func, select
-        ex = Exchange.__table__
-        with self.ctx.state_engine.connect() as c:
-            failed = c.execute(select(func.count()).where(
-                ex.c.state == State.FAILED, ex.c.direction == "out",
-                ex.c.updated_at >= self.started_at)).scalar_one()
-        return 1 if failed else 0
+        return 1 if self.ctx.store.failed_outbound_since(self.started_at) else 0
 
     _ORDER = ("prepared", "rejected", "delivered", "retrying", "failed", "received",
               "imported", "quarantined", "acknowledged")
@@ -267,11 +258,19 @@ class Service:
                 for name, p in self.progress.items()}
 
 
-def run_service(settings: Settings, *, once: bool = False, until_idle: bool = False,
-                with_simulator: bool | None = None) -> int:
-    """Entry point behind `thads-adapter run`."""
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended: its exit code, each route's totals and how long it took."""
+
+    code: int
+    summary: dict[str, dict[str, int]]
+    elapsed: float
+
+
+def run_service(settings: Settings, *, once: bool = False,
+                until_idle: bool = False) -> RunResult:
+    """Entry point behind `thads-adapter run` (the CLI starts the demo's simulator)."""
     lock = InstanceLock(settings.url(settings.adapter.state_db)).acquire()
-    sim = None
     ctx = Context(settings)
     try:
         ctx.store.create_schema()
@@ -280,48 +279,14 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
             if released:
                 log.info("%d exchanges left sending by a previous run returned to the queue",
                          released)
-        embedded = settings.simulator.embedded if with_simulator is None else with_simulator
-        if embedded:
-            from adapter.sim.server import start_child
-            sim = start_child(settings, config_file=settings.source_file,
-                              log=settings.path(settings.adapter.data_dir) / "simulator.log")
-            log.info("embedded simulator started (pid %d)", sim.pid)
         service = Service(settings, ctx)
         ctx.warm_up()
         t0 = time.perf_counter()
         code = service.run_once() if once else service.run(until_idle=until_idle)
-        elapsed = time.perf_counter() - t0
-        for name, totals in service.summary().items():
-            print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
-                  flush=True)
-        if sim is not None:
-            print(_simulator_summary(settings), flush=True)
-        print(f"finished in {elapsed:.1f}s, exit code {code}", flush=True)
-        return code
+        return RunResult(code, service.summary(), time.perf_counter() - t0)
     finally:
         ctx.close()
-        if sim is not None:
-            sim.terminate()
-            try:
-                sim.wait(10)
-            except Exception:
-                sim.kill()
         lock.release()
-
-
-
-def _simulator_summary(settings: Settings) -> str:
-    import requests
-
-    cfg = settings.simulator
-    try:
-        rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
-    except (requests.RequestException, ValueError) as exc:
-        return f"simulator: report unavailable ({exc})"
-    dupes = sum(1 for n in rep["packets"].values() if n > 1)
-    kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
-    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
-            f"submissions, {dupes} packets submitted more than once (deduplicated)")
 
 
 def _has_table(conn, name: str) -> bool:

@@ -62,6 +62,9 @@ class Faults:
     reset_rate: float = 0.0          # drop the connection mid-answer (nothing stored)
     tsa_down: float = 0.0            # nonzero: the timestamp authority answers 503
     down_until: float = 0.0          # epoch seconds: answer 503 until then
+    #: an outage asked for begins with the next request, so that it is certain to be seen
+    #: however long the client takes to start (a spawned sign worker warming up, a slow CI)
+    down_pending: float = 0.0
     deferred_seconds: float = -1.0   # >= 0: receipts say "queued", delivered after this delay
     seed: int | None = None
 
@@ -69,7 +72,7 @@ class Faults:
         names = {f.name for f in dataclasses.fields(self)}
         for k, v in data.items():
             if k == "down_for_seconds":
-                self.down_until = time.time() + float(v)
+                self.down_pending, self.down_until = float(v), 0.0
             elif k == "seed":
                 self.seed = None if v is None else int(v)
             elif k in names:
@@ -204,6 +207,10 @@ class SimulatorApp:
             # client sees it dropped mid-answer, as after a reset
             start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", "4096")])
             return [b"<?xml version='1.0'?><soap:Envelope"]
+        if f.down_pending:
+            with self._rng_lock:
+                if f.down_pending:
+                    f.down_until, f.down_pending = time.time() + f.down_pending, 0.0
         if f.down_until and time.time() < f.down_until:
             return self._fault(start_response, "Server", "UNAVAILABLE",
                                "platform down for maintenance", True, "503 Service Unavailable")

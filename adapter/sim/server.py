@@ -46,7 +46,7 @@ def build_app(settings: Settings, faults: Faults | None = None,
     app = SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
                        axis)
     if settings.path(cfg.tsa_key).exists():
-        from adapter.audit.timestamp import TimestampAuthority
+        from adapter.sim.tsa import TimestampAuthority
         app.tsa = TimestampAuthority(settings.path(cfg.tsa_cert), settings.path(cfg.tsa_key))
     return app
 

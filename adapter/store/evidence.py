@@ -3,9 +3,11 @@ acknowledgement, every operator replay or cancel, hash-chained.
 
 Entries are appended inside the transaction that makes the state change they record, so
 the log and the state never disagree. Each entry's hash covers the previous entry's hash and
-its own content (packet bytes are referenced by their SHA-256 and kept once, content
-addressed), so a change, deletion, insertion or reordering breaks the chain. One head row
-serialises appends: SQLite's BEGIN IMMEDIATE does that already; PostgreSQL locks the row.
+its own content, so a change, deletion, insertion or reordering breaks the chain. Packet
+bytes are not copied here: an entry names them by SHA-256 and they stay in the store's
+`packets` table, the one copy (emptied only once `audit archive` has written them to a
+bundle). One head row serialises appends: SQLite's BEGIN IMMEDIATE does that already;
+PostgreSQL locks the row.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,14 +25,18 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    delete,
+    func,
     insert,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapped, mapped_column
 
-from adapter.store.models import StateBase
+from adapter.store.models import Exchange, Packet, StateBase
+from adapter.store.states import FINAL
 
 GENESIS = "0" * 64
 
@@ -49,12 +56,6 @@ class EvidenceEntry(StateBase):
     detail: Mapped[str | None] = mapped_column(Text)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64))
-
-
-class EvidenceBlob(StateBase):
-    __tablename__ = "evidence_blobs"
-    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class EvidenceHead(StateBase):
@@ -89,9 +90,14 @@ class Event:
     kind: str | None = None
     exchange_id: int | None = None
     packet_id: str | None = None
+    #: the packet's bytes, as stored in `packets` by the same transaction (only their
+    #: SHA-256 is recorded here).
     content: bytes | None = None
     signature: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    #: the SHA-256 of `content` when the caller has it already (it computed it for the
+    #: `packets` row): saves hashing the payload twice.
+    content_sha256: str | None = None
 
 
 def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> None:
@@ -109,13 +115,12 @@ def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> No
         head = (0, GENESIS)  # our own insert: no one else can append before we commit
     seq, prev = head[0], head[1]
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    rows, blobs = [], {}
+    rows = []
     for ev in events:
         seq += 1
-        digest = None
-        if ev.content is not None:
+        digest = ev.content_sha256
+        if digest is None and ev.content is not None:
             digest = hashlib.sha256(ev.content).hexdigest()
-            blobs[digest] = ev.content
         row = dict(seq=seq, at=now, event=ev.event, direction=ev.direction, peer=ev.peer,
                    kind=ev.kind, exchange_id=ev.exchange_id, packet_id=ev.packet_id,
                    content_sha256=digest, signature=ev.signature,
@@ -124,19 +129,19 @@ def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> No
         prev = row["entry_hash"] = entry_hash(prev, row)
         row["prev_hash"] = rows[-1]["entry_hash"] if rows else head[1]
         rows.append(row)
-    if blobs:
-        known = set(conn.execute(select(EvidenceBlob.sha256).where(
-            EvidenceBlob.sha256.in_(list(blobs)))).scalars())
-        new = [dict(sha256=k, content=v) for k, v in blobs.items() if k not in known]
-        if new:
-            conn.execute(insert(EvidenceBlob.__table__), new)
     conn.execute(insert(EvidenceEntry.__table__), rows)
     conn.execute(update(head_t).where(head_t.c.id == 1).values(
         seq=seq, hash=prev, updated_at=dt.datetime.now(dt.UTC)))
 
 
 class EvidenceArchive(StateBase):
-    """Entries up to `seq_to` were moved to a bundle; the chain goes on from `tip_hash`."""
+    """Entries up to `seq_to` were moved to a bundle; the chain goes on from `tip_hash`.
+
+    The checkpoint made with the archive signs this row (its seq_to, tip and bundle digest),
+    so a fabricated row cannot erase a prefix of the log. `checkpoint_number` and
+    `checkpoint_hash` name the last checkpoint moved into the bundle: the checkpoints left
+    in the database continue its chain (both are NULL for archives made before v2
+    checkpoints, which kept every checkpoint row)."""
 
     __tablename__ = "evidence_archives"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -145,3 +150,108 @@ class EvidenceArchive(StateBase):
     bundle: Mapped[str] = mapped_column(String(300))
     bundle_sha256: Mapped[str] = mapped_column(String(64))
     at: Mapped[dt.datetime] = mapped_column(DateTime)
+    checkpoint_number: Mapped[int | None] = mapped_column(Integer)
+    checkpoint_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Checkpoint(StateBase):
+    """A signed statement of the chain's tip (see adapter.audit.checkpoint)."""
+
+    __tablename__ = "checkpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    tip_hash: Mapped[str] = mapped_column(String(64))
+    at: Mapped[str] = mapped_column(String(32))
+    statement: Mapped[str] = mapped_column(Text)
+    signature: Mapped[str] = mapped_column(Text)  # base64
+    cert_pem: Mapped[str] = mapped_column(Text)
+    tsa_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    stamped_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# ---- reads and writes of the evidence tables, for adapter.audit ------------------------
+
+def has_tables(conn: Connection, *names: str) -> bool:
+    insp = inspect(conn)
+    return all(insp.has_table(n) for n in names)
+
+
+def head(conn: Connection) -> tuple[int, str] | None:
+    h = EvidenceHead.__table__
+    row = conn.execute(select(h.c.seq, h.c.hash).where(h.c.id == 1)).first()
+    return (row[0], row[1]) if row else None
+
+
+def entries(conn: Connection, *, after: int = 0, upto: int | None = None,
+            limit: int | None = None) -> list[dict[str, Any]]:
+    """Entries after `after` (and up to `upto`), in sequence order, as dicts."""
+    t = EvidenceEntry.__table__
+    q = select(t).where(t.c.seq > after).order_by(t.c.seq)
+    if upto is not None:
+        q = q.where(t.c.seq <= upto)
+    if limit is not None:
+        q = q.limit(limit)
+    return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def entry_hash_at(conn: Connection, seq: int) -> str | None:
+    t = EvidenceEntry.__table__
+    return conn.execute(select(t.c.entry_hash).where(t.c.seq == seq)).scalar()
+
+
+def seq_with_hash(conn: Connection, hash_: str) -> int | None:
+    t = EvidenceEntry.__table__
+    return conn.execute(select(t.c.seq).where(t.c.entry_hash == hash_).limit(1)).scalar()
+
+
+def packet_bytes(conn: Connection, digests: Iterable[str]) -> dict[str, bytes]:
+    """The stored packets with these SHA-256 digests (from `packets`, the one copy);
+    archived (emptied) payloads are left out."""
+    p = Packet.__table__
+    want = sorted(set(digests))
+    found: dict[str, bytes] = {}
+    for i in range(0, len(want), 500):
+        for sha, payload in conn.execute(select(p.c.sha256, p.c.payload).where(
+                p.c.sha256.in_(want[i:i + 500]))):
+            if payload:
+                found[sha] = payload
+    return found
+
+
+def checkpoints(conn: Connection) -> list[dict[str, Any]]:
+    t = Checkpoint.__table__
+    return [dict(r._mapping) for r in conn.execute(select(t).order_by(t.c.id))]
+
+
+def archives(conn: Connection) -> list[dict[str, Any]]:
+    t = EvidenceArchive.__table__
+    return [dict(r._mapping) for r in conn.execute(select(t).order_by(t.c.id))]
+
+
+def record_archive(conn: Connection, *, seq_to: int, tip_hash: str, bundle: str,
+                   bundle_sha256: str, checkpoint_number: int, checkpoint_hash: str,
+                   bundled: Iterable[str]) -> int:
+    """After the bundle is written: drop the archived entries and checkpoints, free the
+    payloads the bundle now holds, and record the archive. Returns the packets freed.
+
+    A payload is freed (emptied to zero bytes, its sha256 kept) when the bundle holds it
+    (`bundled`: its SHA-256 digests), its exchange is final (delivered or cancelled: never
+    sent or imported again), and no entry left in the log names its bytes or exchange."""
+    t, p, x = EvidenceEntry.__table__, Packet.__table__, Exchange.__table__
+    conn.execute(delete(t).where(t.c.seq <= seq_to))
+    conn.execute(delete(Checkpoint.__table__).where(Checkpoint.seq <= seq_to))
+    live_sha = select(t.c.content_sha256).where(t.c.content_sha256.is_not(None))
+    live_ex = select(t.c.exchange_id).where(t.c.exchange_id.is_not(None))
+    final = select(x.c.packet_id).where(x.c.state.in_([str(s) for s in FINAL]),
+                                        x.c.id.not_in(live_ex))
+    digests, freed = sorted(set(bundled)), 0
+    for i in range(0, len(digests), 500):
+        freed += conn.execute(update(p).where(
+            p.c.sha256.in_(digests[i:i + 500]), p.c.packet_id.in_(final),
+            p.c.sha256.not_in(live_sha), func.length(p.c.payload) > 0
+        ).values(payload=b"")).rowcount or 0
+    conn.execute(insert(EvidenceArchive.__table__).values(
+        seq_to=seq_to, tip_hash=tip_hash, bundle=bundle, bundle_sha256=bundle_sha256,
+        at=dt.datetime.now(dt.UTC).replace(tzinfo=None), checkpoint_number=checkpoint_number,
+        checkpoint_hash=checkpoint_hash))
+    return freed

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -64,7 +65,7 @@ class Packet(StateBase):
 
     __tablename__ = "packets"
     packet_id: Mapped[str] = mapped_column(ForeignKey("exchanges.packet_id"), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -85,6 +86,23 @@ class Cursor(StateBase):
     route: Mapped[str] = mapped_column(String(64), primary_key=True)
     position: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Recipient(StateBase):
+    """One addressee of a document we sent, with the answer that settles its delivery:
+    03 (accepted; 04-06 imply it) or 02 (refused). Its timeline is in `status_reports`."""
+
+    __tablename__ = "exchange_recipients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"))
+    organ_id: Mapped[str] = mapped_column(String(40))
+    #: the latest status code it reported, and when we received it
+    status: Mapped[str | None] = mapped_column(String(2))
+    status_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    #: the first answer that settled its delivery (02 or 03-06), null while it has none
+    settled: Mapped[str | None] = mapped_column(String(2))
+    __table_args__ = (UniqueConstraint("exchange_id", "organ_id",
+                                       name="uq_exchange_recipients"),)
 
 
 class StatusReport(StateBase):

@@ -22,7 +22,7 @@ BTP, HCM = AXIS_BTP, AXIS_HCM
 
 
 def config(d, pki, port, *, me, system_id, routes, peer_org, peer_name):
-    cfg = write_config(d, pki, sim_port=port, routes=routes,
+    cfg = write_config(d, pki, sim_port=port, routes=routes, sign_workers=1,
                        extra=axis_toml(pki, port, system_id) + f"""
 [[peers]]
 name = "{peer_name}"

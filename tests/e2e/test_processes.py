@@ -34,7 +34,7 @@ def start(cfg, *args) -> subprocess.Popen:
 @pytest.fixture
 def sim_process(tmp_path, pki):
     port = free_port()
-    cfg = write_config(tmp_path, pki, sim_port=port)
+    cfg = write_config(tmp_path, pki, sim_port=port, sign_workers=1)
     proc = start(cfg, "sim")
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -49,7 +49,8 @@ def sim_process(tmp_path, pki):
 
 
 def test_the_demo_command_delivers_everything_once(tmp_path, pki):
-    cfg = write_config(tmp_path, pki, sim_port=free_port(), sim_embedded=True)
+    cfg = write_config(tmp_path, pki, sim_port=free_port(), sim_embedded=True,
+                       sign_workers=1)
     init = cli(cfg, "init", "--demo", "--cases", "150")
     assert init.returncode == 0, init.stderr
     assert "150 cases" in init.stdout
@@ -166,7 +167,7 @@ def test_python_m_adapter_and_console_script_agree(tmp_path):
 @pytest.mark.postgres
 def test_two_instances_on_postgresql_never_send_a_packet_twice(tmp_path, pki, pg_url):
     port = free_port()
-    cfg = write_config(tmp_path, pki, sim_port=port, state_db=pg_url)
+    cfg = write_config(tmp_path, pki, sim_port=port, state_db=pg_url, sign_workers=1)
     sim = start(cfg, "sim")
     try:
         for _ in range(200):

@@ -13,9 +13,15 @@ from adapter.sources.models import CaseRow, ObligationRow, PartyRow, ReceiptRow
 from adapter.sources.synth import BASE_TIME, generate
 from adapter.store.models import Attempt, Exchange
 from adapter.store.states import State
-from tests.conftest import write_config
+from tests.conftest import free_port, write_config
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def config_file(tmp_path, pki):
+    """The production default: packets are signed in a spawned worker process."""
+    return write_config(tmp_path, pki, sim_port=free_port(), sign_workers=1)
 
 
 @pytest.fixture
@@ -191,7 +197,7 @@ def test_state_and_source_on_postgresql(tmp_path, pki, pg_url, pg_server, sim, s
     with psycopg.connect(pg_server.replace("postgresql+psycopg", "postgresql") + "/postgres",
                          autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{src.rsplit("/", 1)[1]}"')
-    cfg = write_config(tmp_path / "pg", pki, state_db=pg_url, source_db=src,
+    cfg = write_config(tmp_path / "pg", pki, state_db=pg_url, source_db=src, sign_workers=1,
                        sim_port=settings.simulator.port)
     pg_settings = load_settings(cfg)
     totals = generate(make_engine(src), cases=40)
@@ -234,7 +240,7 @@ def test_circuit_breaker_rests_the_endpoint_during_an_outage(demo, sim):
     assert failed_tries > 0
     assert worst <= 4, worst
     from adapter.store.repository import ExchangeStore
-    states_seen = {st for _, _, st, *_ in ExchangeStore(engine).breakers()}
+    states_seen = {b.state for b in ExchangeStore(engine).breakers()}
     assert states_seen <= {"closed", "open", "half_open"} and states_seen
 
 

@@ -6,15 +6,24 @@ import pytest
 from sqlalchemy import delete, func, select, update
 
 from adapter.audit.checkpoint import Checkpoint, make_checkpoint, sign_statement, statement
-from adapter.audit.verify import verify_log
+from adapter.audit.verify import Expectations
+from adapter.audit.verify import verify_log as _verify_log
 from adapter.crypto.keys import load_certificates, load_identity
 from adapter.dbutil import make_engine
 from adapter.service.runner import Service
 from adapter.sources.synth import generate
-from adapter.store.evidence import EvidenceBlob, EvidenceEntry, EvidenceHead
+from adapter.store.evidence import EvidenceEntry, EvidenceHead
+from adapter.store.models import Packet
 
 pytestmark = pytest.mark.slow
 anchors_file: list[str] = []  # the CA file the timestamp checks use
+signer_file: list[str] = []  # the adapter's own certificate: the checkpoint signer
+
+
+def verify_log(engine, anchors, *, tsa_ca=None, expect=None, grace=None):
+    from pathlib import Path
+    signers = tuple(load_certificates(Path(signer_file[0])))
+    return _verify_log(engine, anchors, Expectations(signers, expect, tsa_ca, grace))
 
 
 @pytest.fixture
@@ -32,6 +41,7 @@ def logged(settings, sim, pki):
     engine = make_engine(settings.url(settings.adapter.state_db))
     anchors = load_certificates(pki / "ca.crt")
     anchors_file[:] = [str(pki / "ca.crt")]
+    signer_file[:] = [str(pki / "adapter.crt")]
     return engine, anchors
 
 
@@ -64,10 +74,9 @@ def test_one_changed_byte_of_a_packet_is_named(logged):
     with engine.begin() as c:
         digest = c.execute(select(EvidenceEntry.content_sha256).where(
             EvidenceEntry.seq == seq)).scalar()
-        blob = c.execute(select(EvidenceBlob.content).where(
-            EvidenceBlob.sha256 == digest)).scalar()
-        c.execute(update(EvidenceBlob).where(EvidenceBlob.sha256 == digest).values(
-            content=blob.replace(b"000.00.00.G22", b"000.00.00.G23", 1)))
+        blob = c.execute(select(Packet.payload).where(Packet.sha256 == digest)).scalar()
+        c.execute(update(Packet).where(Packet.sha256 == digest).values(
+            payload=blob.replace(b"000.00.00.G22", b"000.00.00.G23", 1)))
     found, rep = problems(engine, anchors)
     assert found == [("bytes", seq)]
     assert "packet bytes changed" in str(rep.problems[0])
@@ -185,6 +194,29 @@ def test_cli_audit_verify_exit_codes(logged, config_file, capsys):
     assert "entry 7: deleted" in capsys.readouterr().out
 
 
+def test_cli_audit_verify_takes_the_checkpoint_the_auditor_kept(logged, config_file, capsys):
+    from adapter.cli.main import main
+    engine, _ = logged
+    cfg = ["--config", str(config_file), "audit", "verify"]
+    assert main(cfg) == 0
+    keep = capsys.readouterr().out.split("--expect-checkpoint ")[1].split()[0]
+    assert main([*cfg, "--expect-checkpoint", keep]) == 0
+    assert main([*cfg, "--expect-checkpoint", "3:nothex"]) == 2
+    assert "is not COUNT:TIP" in capsys.readouterr().err
+    with engine.begin() as c:  # the newest checkpoint and what it signed, gone
+        cp = c.execute(select(Checkpoint.id, Checkpoint.seq).order_by(Checkpoint.id.desc())
+                       ).first()
+        c.execute(delete(Checkpoint).where(Checkpoint.id == cp.id))
+        c.execute(delete(EvidenceEntry).where(EvidenceEntry.seq > cp.seq - 5))
+        h = c.execute(select(EvidenceEntry.entry_hash).where(
+            EvidenceEntry.seq == cp.seq - 5)).scalar()
+        c.execute(update(EvidenceHead).values(seq=cp.seq - 5, hash=h))
+    capsys.readouterr()
+    assert main([*cfg, "--expect-checkpoint", keep]) == 1
+    out = " ".join(capsys.readouterr().out.split())
+    assert "history is shorter than the auditor last saw" in out
+
+
 def test_checkpoint_covers_only_new_entries(logged, pki):
     engine, _ = logged
     ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
@@ -211,8 +243,20 @@ def test_an_altered_timestamp_token_is_named(logged, pki):
     assert [p.what for p in rep.problems] == ["timestamp"]
 
 
+def test_a_stripped_timestamp_token_is_a_problem_when_stamping_is_configured(logged, pki):
+    engine, anchors = logged
+    with engine.begin() as c:
+        cp_seq = c.execute(select(Checkpoint.seq).order_by(Checkpoint.id)).scalar()
+        c.execute(update(Checkpoint).where(Checkpoint.seq == cp_seq).values(tsa_token=None))
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt")  # no stamping configured
+    assert rep.intact and rep.unstamped == 1
+    rep = verify_log(engine, anchors, tsa_ca=pki / "ca.crt", grace=0)
+    assert [(p.what, p.seq) for p in rep.problems] == [("timestamp", cp_seq)]
+
+
 def test_a_timestamp_outage_stops_nothing_and_loses_no_evidence(settings, sim, pki):
     generate(make_engine(settings.url(settings.source.url)), cases=10)
+    signer_file[:] = [str(pki / "adapter.crt")]
     sim.control(tsa_down=1)
 
     def run_service() -> int:
@@ -236,36 +280,50 @@ def test_a_timestamp_outage_stops_nothing_and_loses_no_evidence(settings, sim, p
     assert rep.intact and rep.unstamped == 0 and rep.checkpoints >= 1
 
 
-def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
-        logged, config_file, tmp_path, capsys):
+def _verify_sh(d, pki, *extra):
     import subprocess
+    return subprocess.run(["sh", str(d / "verify.sh"), "--ca", str(pki / "ca.crt"),
+                           "--tsa-ca", str(pki / "ca.crt"), "--signer",
+                           str(pki / "adapter.crt"), *extra], capture_output=True, text=True)
+
+
+def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
+        logged, config_file, tmp_path, capsys, pki):
+    import stat
     import zipfile
 
     from adapter.cli.main import main
     bundle = tmp_path / "evidence.zip"
     assert main(["--config", str(config_file), "audit", "export", "--out", str(bundle)]) == 0
-    assert "checkpoints" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "checkpoints" in out and "--expect-checkpoint" in out
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o600  # personal data: owner only
     # the README's commands, run by a shell with openssl, sha256sum and xmlsec1 only
     d = tmp_path / "unpacked"
     zipfile.ZipFile(bundle).extractall(d)
+    assert not (d / "certs").exists()  # no trust anchor travels with the bundle
     readme = (d / "README.md").read_text()
-    assert "sh verify.sh" in readme and "Tiếng Việt" in readme and "English" in readme
+    assert "sh verify.sh --ca" in readme and "Tiếng Việt" in readme and "English" in readme
     signed = (d / "signed-packets.txt").read_text().splitlines()
     assert len(signed) >= 30 and {line.split()[1] for line in signed} == {"Case", "Receipt"}
-    ok = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    ok = _verify_sh(d, pki)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().endswith("INTACT")
-    assert main(["audit", "verify-bundle", str(bundle)]) == 0
+    n = len((d / "entries.tsv").read_text().splitlines())
+    assert f"tip: {n}:" in ok.stdout
+    ca = ["--ca", str(pki / "ca.crt"), "--tsa-ca", str(pki / "ca.crt")]
+    assert main(["audit", "verify-bundle", str(bundle), *ca]) == 0
+    assert capsys.readouterr().out.strip().endswith("INTACT")
     # one byte changed in a packet, then in a chain entry: the same commands fail
     packet = sorted((d / "packets").iterdir())[0]
     original = packet.read_bytes()
     packet.write_bytes(original.replace(b"000.00.00.G22", b"000.00.00.G23", 1))
-    bad = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    bad = _verify_sh(d, pki)
     assert bad.returncode != 0 and "a packet was changed" in bad.stdout
     packet.write_bytes(original)
     entry = d / "chain" / "3.json"
     entry.write_bytes(entry.read_bytes().replace(b'"event":"', b'"event":"x', 1))
-    bad = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
+    bad = _verify_sh(d, pki)
     assert bad.returncode != 0 and "entry 3 was modified" in bad.stdout
     # and verify-bundle says so for a tampered zip
     tampered = tmp_path / "tampered.zip"
@@ -275,28 +333,31 @@ def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
             if item.filename == "chain/3.json":
                 data = data.replace(b'"event":"', b'"event":"x', 1)
             dst.writestr(item, data)
-    assert main(["audit", "verify-bundle", str(tampered)]) == 1
+    assert main(["audit", "verify-bundle", str(tampered), *ca]) == 1
 
 
 def test_archiving_keeps_both_parts_verifiable(logged, settings, sim, config_file, tmp_path,
                                                capsys, pki):
-    import subprocess
     import zipfile
 
     from adapter.cli.main import main
     engine, anchors = logged
     cfg = ["--config", str(config_file)]
     first_cp = _first_checkpoint_seq(engine)
+    with engine.connect() as c:
+        packets_before = c.execute(select(func.count()).where(
+            func.length(Packet.payload) > 0)).scalar()
     out1 = tmp_path / "part1.zip"
     assert main([*cfg, "audit", "archive", "--before", str(first_cp), "--out", str(out1)]) == 0
+    tip1 = capsys.readouterr().out.split("tip: ")[1].split()[0]
     with engine.connect() as c:
-        assert c.execute(select(func.min(EvidenceEntry.seq))).scalar() is None or \
-            c.execute(select(func.min(EvidenceEntry.seq))).scalar() > first_cp
+        assert c.execute(select(func.min(EvidenceEntry.seq))).scalar() > first_cp
+        packets_after = c.execute(select(func.count()).where(
+            func.length(Packet.payload) > 0)).scalar()
+    assert packets_after < packets_before  # archived, delivered packets' bytes are freed
     # more traffic after the archive, a new checkpoint, a second archive
-    generate(make_engine(settings.url(settings.source.url)), cases=0)
     service = Service(settings)
     try:
-        service.ctx.store.add_exchanges("cases", [], None)
         from adapter.store.repository import NewExchange
         service.ctx.store.add_exchanges("cases", [NewExchange(
             "00000000-0000-0000-0000-00000000beef", "case", "THA-X", 1, None,
@@ -312,12 +373,18 @@ def test_archiving_keeps_both_parts_verifiable(logged, settings, sim, config_fil
     last_cp = verify_log(engine, anchors).last_checkpoint_seq
     out2 = tmp_path / "part2.zip"
     assert main([*cfg, "audit", "archive", "--before", str(last_cp), "--out", str(out2)]) == 0
-    for bundle in (out1, out2):
-        d = tmp_path / bundle.stem
-        zipfile.ZipFile(bundle).extractall(d)
-        r = subprocess.run(["sh", str(d / "verify.sh")], capture_output=True, text=True)
-        assert r.returncode == 0 and r.stdout.strip().endswith("INTACT"), r.stdout
-    assert (tmp_path / "part2" / "chain-start.txt").exists()  # it continues part 1
+    tip2 = capsys.readouterr().out.split("tip: ")[1].split()[0]
+    d1, d2 = tmp_path / "part1", tmp_path / "part2"
+    zipfile.ZipFile(out1).extractall(d1)
+    zipfile.ZipFile(out2).extractall(d2)
+    r = _verify_sh(d1, pki)
+    assert r.returncode == 0 and r.stdout.strip().endswith("INTACT"), r.stdout
+    assert f"tip: {tip1}" in r.stdout
+    r = _verify_sh(d2, pki, "--after", tip1)  # part 2 continues part 1
+    assert r.returncode == 0 and r.stdout.strip().endswith("INTACT"), r.stdout
+    assert f"tip: {tip2}" in r.stdout
+    r = _verify_sh(d2, pki)  # from genesis it is refused: its start is elsewhere
+    assert r.returncode == 1 and "FAILED: entry" in r.stdout
     assert verify_log(engine, anchors, tsa_ca=pki / "ca.crt").intact
     # tampering with what remains is still caught
     with engine.begin() as c:
@@ -336,17 +403,33 @@ def test_packet_signatures_are_verified_again_as_recorded(logged, pki):
     assert rep.intact and rep.signatures >= 40  # every signed packet, again
 
 
+def store_packet(c, packet_id: str, payload: bytes, state: str = "delivered") -> None:
+    """What the store does before it appends a `built` entry: the exchange and its bytes."""
+    import hashlib
+
+    from adapter.store.models import Exchange
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    c.execute(Exchange.__table__.insert().values(
+        packet_id=packet_id, kind="case", route="cases", direction="out", source_key="k",
+        source_version=1, state=state, attempts=0, created_at=now, updated_at=now))
+    c.execute(Packet.__table__.insert().values(
+        packet_id=packet_id, sha256=hashlib.sha256(payload).hexdigest(), payload=payload))
+
+
 def test_a_wrongly_recorded_signature_outcome_is_named(tmp_path, pki):
     """A log that claims an unsigned packet had a valid signature."""
     from adapter.store import evidence
     from adapter.store.models import StateBase
     from adapter.xml.safe import serialize
     from tests.helpers import build_packet
+    signer_file[:] = [str(pki / "adapter.crt")]
     engine = make_engine(f"sqlite:///{tmp_path}/s.db")
     StateBase.metadata.create_all(engine)
+    payload = serialize(build_packet("case"))
     with engine.begin() as c:
+        store_packet(c, "p", payload)
         evidence.append(c, [evidence.Event("built", "out", "x", "case", 1, "p",
-                                           serialize(build_packet("case")), "valid")])
+                                           payload, "valid")])
     rep = verify_log(engine, load_certificates(pki / "ca.crt"))
     assert [(p.what, p.seq) for p in rep.problems] == [("signature", 1)]
     assert "recorded valid, but the packet's signature is absent" in str(rep.problems[0])

@@ -29,8 +29,10 @@ COURT = "000.00.00.T01"
 ME = "000.00.00.G15"
 
 
-def inbound_config(tmp_path, pki, port, *, policy="reject", max_bytes=16_777_216):
-    return write_config(tmp_path, pki, sim_port=port, routes="""
+def inbound_config(tmp_path, pki, port, *, policy="reject", max_bytes=16_777_216,
+                   state_db=None, source_db=None):
+    return write_config(tmp_path, pki, sim_port=port, state_db=state_db, source_db=source_db,
+                        routes="""
 [[routes]]
 name = "judgments"
 kind = "judgment"
@@ -357,3 +359,61 @@ def test_flag_policy_imports_and_records_the_outcome(tmp_path, pki, sim, court):
 def test_signed_judgment_etree_root_is_the_signed_data(court):
     pid, data = _signed(court, key="BA-ROOT")
     assert etree.fromstring(data).get("Id") == f"pkt-{pid}"
+
+
+# ---- one odd packet never stops the route ------------------------------------------------
+
+def _narrow_court_names(url: str) -> None:
+    """The enforcement database is the ministry's: here its court_name column is narrower
+    (100) than anything our XSD forbids, so a schema-valid judgment fails at import.
+    PostgreSQL enforces it natively; SQLite ignores VARCHAR lengths, so a trigger does."""
+    eng = make_engine(url)
+    SourceBase.metadata.create_all(eng)
+    with eng.begin() as c:
+        if eng.dialect.name == "sqlite":
+            c.exec_driver_sql(
+                "CREATE TRIGGER judgments_court_name_length BEFORE INSERT ON judgments "
+                "WHEN length(NEW.court_name) > 100 BEGIN "
+                "SELECT RAISE(ABORT, 'value too long for judgments.court_name (100)'); END")
+        else:
+            c.exec_driver_sql("ALTER TABLE judgments ALTER COLUMN court_name TYPE varchar(100)")
+    eng.dispose()
+
+
+def test_a_judgment_the_database_refuses_is_quarantined_and_the_round_goes_on(
+        db_url, tmp_path, pki, court):
+    from adapter.sim.server import build_app
+    from tests.conftest import free_port, serve_wsgi
+
+    source = f"sqlite:///{tmp_path}/enforcement.db" if db_url.startswith("sqlite") else db_url
+    s = load_settings(inbound_config(tmp_path, pki, free_port(), state_db=db_url,
+                                     source_db=source))
+    _narrow_court_names(source)
+    served = serve_wsgi(build_app(s), settings=s, port=s.simulator.port)
+    ctx = Context(s)
+    ctx.store.create_schema()
+    try:
+        # schema-valid and validly signed, but longer than the court_name column: the
+        # database raises during import
+        poison_pid, poison = _signed(court, key="BA-POISON", mutate=lambda r: setattr(
+            r.find(f"{N}Court/{N}Name"), "text", "Tòa án nhân dân" + " rất dài" * 17))
+        good_pid, good = _signed(court, key="BA-GOOD")
+        put_raw(served, poison_pid, poison)
+        put_raw(served, good_pid, good)
+        stats = InboundEngine(ctx).pull(s.route("judgments"))  # one run takes both
+        assert (stats.imported, stats.quarantined) == (1, 1)
+        with make_engine(s.url(s.source.url)).connect() as c:
+            assert list(c.execute(select(JudgmentRow.judgment_code)).scalars()) == ["BA-GOOD"]
+        with ctx.state_engine.connect() as c:
+            rows = dict(c.execute(select(Exchange.packet_id, Exchange.state)).all())
+            error = c.execute(select(Exchange.last_error)
+                              .where(Exchange.packet_id == poison_pid)).scalar()
+        assert rows == {poison_pid: "failed", good_pid: "delivered"}
+        assert poison_pid in error and "import" in error
+        acks = {b["packet_id"]: b["ack_outcome"] for b in outbox(served)}
+        assert acks == {poison_pid: "rejected", good_pid: "accepted"}
+        # quarantined for good: the next round does not stumble over it again
+        assert InboundEngine(ctx).pull(s.route("judgments")).quarantined == 0
+    finally:
+        ctx.close()
+        served.close()

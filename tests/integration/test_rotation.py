@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import select
 
 from adapter.audit.checkpoint import Checkpoint, make_checkpoint
-from adapter.audit.verify import verify_log
+from adapter.audit.verify import Expectations, verify_log
 from adapter.config import load_settings
 from adapter.crypto import PacketSigner, PacketVerifier, load_certificates
 from adapter.crypto.keys import configured_identity
@@ -60,9 +60,11 @@ def _rotation(pki, key: str, cert: Path, moment: dt.datetime = MOMENT) -> str:
 
 def test_packets_are_signed_by_the_new_key_from_the_moment(tmp_path, pki, next_pair):
     key, cert = next_pair
-    ident = configured_identity(_settings(tmp_path, pki, _rotation(pki, str(key), cert)))
+    settings = _settings(tmp_path, pki, _rotation(pki, str(key), cert))
+    ident = configured_identity(settings)
     old, new = load_certificates(pki / "adapter.crt")[0], load_certificates(cert)[0]
     assert ident.certificates() == (old, new)
+    assert settings.signing.certificate_files() == [f"{pki}/adapter.crt", str(cert)]
     verifier = PacketVerifier(load_certificates(pki / "ca.crt"))
     second = dt.timedelta(seconds=1)
     for moment, signer_cert in ((MOMENT - second, old), (MOMENT, new), (MOMENT + second, new)):
@@ -152,8 +154,12 @@ def test_checkpoints_sign_with_the_key_current_at_their_time(tmp_path, pki, next
         pems = c.execute(select(Checkpoint.cert_pem).order_by(Checkpoint.id)).scalars().all()
     subjects = [load_certificates_from_pem(p).subject.rfc4514_string() for p in pems]
     assert ["2027 key" in s for s in subjects] == [False, True]
-    rep = verify_log(engine, load_certificates(pki / "ca.crt"))
+    anchors = load_certificates(pki / "ca.crt")
+    rep = verify_log(engine, anchors, Expectations(ident.certificates()))
     assert rep.intact and rep.checkpoints == 2, rep.problems
+    # the auditor needs both certificates: with only the old one, the new one's is forged
+    only_old = verify_log(engine, anchors, Expectations(ident.certificates()[:1]))
+    assert [p.what for p in only_old.problems] == ["checkpoint"]
 
 
 def load_certificates_from_pem(pem: str):

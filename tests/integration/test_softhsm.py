@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from lxml import etree
 
 from adapter.audit.checkpoint import make_checkpoint
-from adapter.audit.verify import verify_log
+from adapter.audit.verify import Expectations, verify_log
 from adapter.cli.main import main
 from adapter.config import load_settings
 from adapter.crypto import PacketSigner, PacketVerifier, load_certificates, load_identity
@@ -161,7 +161,8 @@ def test_a_checkpoint_signed_with_the_token_key_verifies(token, pki, tmp_path):
     ident = load_token_identity(token.uri(TOKEN, "adapter"), pki / "adapter.crt")
     cp = make_checkpoint(engine, ident)
     assert cp is not None and cp.seq == 3
-    rep = verify_log(engine, load_certificates(pki / "ca.crt"))
+    rep = verify_log(engine, load_certificates(pki / "ca.crt"),
+                     Expectations(ident.certificates()))
     assert rep.intact and rep.checkpoints == 1, rep.problems
     # and openssl, without our code, agrees
     (tmp_path / "statement.txt").write_text(cp.statement, encoding="utf-8")
@@ -181,7 +182,8 @@ def test_an_ec_token_checkpoint_verifies(token, pki, tmp_path):
         evidence.append(c, [evidence.Event("note")])
     ident = load_token_identity(token.uri(TOKEN, "adapter-ec"), pki / "adapter-ec.crt")
     assert make_checkpoint(engine, ident) is not None
-    assert verify_log(engine, load_certificates(pki / "ca.crt")).intact
+    assert verify_log(engine, load_certificates(pki / "ca.crt"),
+                      Expectations(ident.certificates())).intact
 
 
 # ---- one session per process ------------------------------------------------------------------

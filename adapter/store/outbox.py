@@ -1,0 +1,221 @@
+"""The outbox: change-capture cursors, prepared exchanges, claims under a lease, attempts
+and the states they lead to. The SQL that matters for exactly-once delivery lives here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, and_, func, insert, or_, select, update
+
+from adapter.dbutil import is_sqlite
+from adapter.store import evidence, recipients, states
+from adapter.store.base import StoreBase, utcnow
+from adapter.store.models import Attempt, Cursor, Exchange, Packet
+from adapter.store.records import (
+    AttemptOutcome,
+    ClaimedExchange,
+    DeliveryAnswer,
+    NewExchange,
+    SentExchange,
+)
+from adapter.store.states import State
+
+EX = Exchange.__table__
+PK = Packet.__table__
+AT = Attempt.__table__
+CU = Cursor.__table__
+
+
+class Outbox(StoreBase):
+    def cursor(self, route: str) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(select(CU.c.position).where(CU.c.route == route)).scalar()
+
+    def existing_packet_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        with self.engine.connect() as c:
+            return set(c.execute(select(EX.c.packet_id).where(EX.c.packet_id.in_(ids))).scalars())
+
+    def add_exchanges(self, route: str, items: Iterable[NewExchange],
+                      cursor_position: str | None) -> int:
+        """Insert new exchanges and move the route's cursor, in one transaction.
+
+        Duplicates (same packet id) are ignored, so a re-read after a crash or an overlap
+        window never creates a second exchange. Returns how many were new."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            new = add_in(c, self._insert, route, list(items), now, with_evidence=self.evidence)
+            if cursor_position is not None:
+                self._advance_cursor(c, route, cursor_position, now)
+        return new
+
+    def _advance_cursor(self, c, route: str, position: str, now: dt.datetime) -> None:
+        stmt = self._insert(CU).values(route=route, position=position, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["route"],
+            set_=dict(position=position, updated_at=now),
+            where=CU.c.position < position)
+        c.execute(stmt)
+
+    def claim(self, route: str, *, limit: int, lease_seconds: float,
+              owner: str | None = None, now: dt.datetime | None = None) -> list[ClaimedExchange]:
+        """Take up to `limit` due exchanges under a lease, committed before any network call.
+
+        One statement: on PostgreSQL the inner select skips rows another instance holds
+        (FOR UPDATE SKIP LOCKED); on SQLite, BEGIN IMMEDIATE serialises writers."""
+        now = now or utcnow()
+        owner = owner or self.instance
+        due = or_(EX.c.state == State.PENDING,
+                  and_(EX.c.state == State.RETRY_WAIT, EX.c.next_attempt_at <= now),
+                  and_(EX.c.state == State.SENDING, EX.c.lease_expires_at < now))
+        sub = (select(EX.c.id).where(EX.c.route == route, EX.c.direction == "out", due)
+               .order_by(EX.c.id).limit(limit))
+        if not is_sqlite(self.engine):
+            sub = sub.with_for_update(skip_locked=True)
+        stmt = (update(EX).where(EX.c.id.in_(sub.scalar_subquery()), due)
+                .values(state=State.SENDING, lease_owner=owner, updated_at=now,
+                        lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
+                        attempts=EX.c.attempts + 1)
+                .returning(EX.c.id, EX.c.packet_id, EX.c.kind,
+                           EX.c.attempts - EX.c.attempts_at_replay,
+                           func.coalesce(EX.c.replayed_at, EX.c.created_at), EX.c.attempts))
+        with self.engine.begin() as c:
+            rows = c.execute(stmt).all()
+            if not rows:
+                return []
+            payloads = dict(c.execute(select(PK.c.packet_id, PK.c.payload).where(
+                PK.c.packet_id.in_([r.packet_id for r in rows]))).all())
+        rows.sort(key=lambda r: r[0])
+        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payloads[r[1]], r[5])
+                for r in rows]
+
+    def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
+                        claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
+                        owner: str | None = None, status_poll: float = 30.0) -> None:
+        """Write every attempt and the state it leads to, in one transaction.
+
+        The update is conditional on our lease, so a late answer never overwrites what an
+        instance that took the expired lease over has recorded."""
+        owner = owner or self.instance
+        now = utcnow()
+        with self.engine.begin() as c:
+            attempts = []
+            for o in outcomes:
+                ex = claimed[o.exchange_id]
+                attempts.append(dict(exchange_id=o.exchange_id, number=ex.number,
+                                     started_at=o.started_at, duration_ms=o.duration_ms,
+                                     outcome=o.outcome, error=o.error, instance=owner))
+                values: dict = dict(updated_at=now, lease_owner=None, lease_expires_at=None)
+                if o.outcome in ("delivered", "duplicate"):
+                    values.update(state=State.DELIVERED, delivered_at=now, last_error=None)
+                elif o.outcome == "sent":
+                    values.update(state=State.SENT, last_error=None,
+                                  next_attempt_at=now + dt.timedelta(seconds=status_poll))
+                else:
+                    d = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
+                                             created_at=ex.created_at, now=now, policy=policy)
+                    values.update(state=d.state, next_attempt_at=d.next_attempt_at,
+                                  last_error=o.error)
+                states.check(State.SENDING, values["state"])
+                if o.platform_message_id:
+                    values.update(platform_message_id=o.platform_message_id,
+                                  receipt_status=o.receipt_status)
+                c.execute(update(EX).where(EX.c.id == o.exchange_id,
+                                           EX.c.state == State.SENDING,
+                                           EX.c.lease_owner == owner).values(**values))
+            if attempts:
+                c.execute(insert(AT), attempts)
+            evidence.append(c, [evidence.Event(
+                "attempt", "out", None, claimed[o.exchange_id].kind, o.exchange_id,
+                claimed[o.exchange_id].packet_id, None, None,
+                {k: v for k, v in dict(outcome=o.outcome, error=o.error,
+                                       platform_message_id=o.platform_message_id,
+                                       receipt_status=o.receipt_status,
+                                       sha256=hashlib.sha256(
+                                           claimed[o.exchange_id].payload).hexdigest()
+                                       ).items() if v is not None})
+                for o in outcomes], enabled=self.evidence)
+
+    def sent_to_check(self, route: str, *, limit: int,
+                      now: dt.datetime | None = None) -> list[SentExchange]:
+        """Exchanges the platform has queued whose delivery status is due for a query."""
+        now = now or utcnow()
+        with self.engine.connect() as c:
+            return [SentExchange(*r) for r in c.execute(
+                select(EX.c.id, EX.c.packet_id).where(
+                    EX.c.route == route, EX.c.state == State.SENT,
+                    or_(EX.c.next_attempt_at.is_(None), EX.c.next_attempt_at <= now))
+                .order_by(EX.c.id).limit(limit))]
+
+    def settle_sent(self, results: Sequence[DeliveryAnswer], *, status_poll: float) -> None:
+        """Apply delivery-status answers: delivered ends the exchange; queued asks again
+        later; unknown (the platform lost it) sends it again, with the same packet id."""
+        now = utcnow()
+        with self.engine.begin() as c:
+            for ex_id, status in ((r.exchange_id, r.status) for r in results):
+                if status == "delivered":
+                    values = dict(state=State.DELIVERED, delivered_at=now, next_attempt_at=None)
+                elif status == "unknown":
+                    values = dict(state=State.RETRY_WAIT, next_attempt_at=now,
+                                  last_error="platform no longer knows the packet: resending")
+                else:
+                    values = dict(next_attempt_at=now + dt.timedelta(seconds=status_poll))
+                if "state" in values:
+                    states.check(State.SENT, values["state"])
+                c.execute(update(EX).where(EX.c.id == ex_id, EX.c.state == State.SENT)
+                          .values(updated_at=now, **values))
+            evidence.append(c, [evidence.Event("delivery-status", "out", None, None,
+                                               r.exchange_id, None, None, None,
+                                               {"status": r.status})
+                                for r in results if r.status != "queued"],
+                            enabled=self.evidence)
+
+    def release_leases(self, owner: str | None = None) -> int:
+        """Put `sending` exchanges back to the queue: all of them (when this process holds
+        the exclusive instance lock) or those of one owner."""
+        cond = [EX.c.state == State.SENDING]
+        if owner:
+            cond.append(EX.c.lease_owner == owner)
+        with self.engine.begin() as c:
+            return c.execute(update(EX).where(*cond).values(
+                state=State.PENDING, lease_owner=None, lease_expires_at=None,
+                updated_at=utcnow())).rowcount
+
+
+def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: dt.datetime,
+           *, with_evidence: bool) -> int:
+    """add_exchanges inside the caller's transaction; returns how many were new."""
+    if not items:
+        return 0
+    res = c.execute(insert_of(EX).on_conflict_do_nothing(
+        index_elements=["packet_id"]).returning(EX.c.packet_id), [dict(
+            packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
+            peer=it.peer, source_key=it.source_key, source_version=it.source_version,
+            state=State.FAILED if it.error is not None else State.PENDING, attempts=0,
+            next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error,
+            document_id=it.document_id) for it in items])
+    inserted = set(res.scalars())
+    fresh = [it for it in items if it.packet_id in inserted]
+    blobs = [dict(packet_id=it.packet_id, payload=it.payload,
+                  sha256=hashlib.sha256(it.payload).hexdigest())
+             for it in fresh if it.payload is not None]
+    if blobs:
+        c.execute(insert(PK), blobs)
+    ids: dict[str, int] = {}
+    if fresh and (with_evidence or any(it.recipients for it in fresh)):
+        ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
+            EX.c.packet_id.in_(list(inserted)))).all())
+    recipients.add(c, [(ids[it.packet_id], o) for it in fresh for o in it.recipients])
+    evidence.append(c, [evidence.Event(
+        "built" if it.error is None else "refused", "out", it.peer, it.kind,
+        ids.get(it.packet_id), it.packet_id, it.payload,
+        "valid" if it.payload is not None else None,
+        {"source_key": it.source_key, "source_version": it.source_version,
+         **({"recipients": list(it.recipients)} if it.recipients else {}),
+         **({"error": it.error} if it.error else {})})
+        for it in fresh], enabled=with_evidence)
+    return len(inserted)

@@ -1,0 +1,109 @@
+"""Read queries for operators: `status`, `exchanges list/show`, the service's exit code."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.orm import Session
+
+from adapter.store import recipients
+from adapter.store.base import StoreBase
+from adapter.store.evidence import EvidenceHead
+from adapter.store.models import Attempt, Exchange, Packet
+from adapter.store.records import ExchangeFilter
+from adapter.store.states import State
+
+EX = Exchange.__table__
+PK = Packet.__table__
+
+
+class Queries(StoreBase):
+    def counts(self) -> dict[tuple[str, str], int]:
+        """(kind, state) -> how many exchanges."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(EX.c.kind, EX.c.state, func.count())
+                             .group_by(EX.c.kind, EX.c.state)).all()
+        return {(k, s): n for k, s, n in rows}
+
+    def outstanding(self, route: str | None = None) -> int:
+        """Exchanges that are not final and not failed: work still to do."""
+        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        if route:
+            cond.append(EX.c.route == route)
+        with self.engine.connect() as c:
+            return c.execute(select(func.count()).where(*cond)).scalar_one()
+
+    def oldest_outstanding(self) -> dt.datetime | None:
+        with self.engine.connect() as c:
+            return c.execute(select(func.min(EX.c.created_at)).where(EX.c.state.in_(
+                [State.PENDING, State.SENDING, State.RETRY_WAIT]))).scalar()
+
+    def last_delivery(self) -> dict[str, dt.datetime]:
+        """route -> when it last delivered."""
+        with self.engine.connect() as c:
+            rows = c.execute(select(EX.c.route, func.max(EX.c.delivered_at))
+                             .where(EX.c.state == State.DELIVERED).group_by(EX.c.route)).all()
+        return {r: t for r, t in rows}
+
+    def failed_outbound_since(self, since: dt.datetime) -> int:
+        """Outbound exchanges that ended failed since `since` (the service's exit code)."""
+        with self.engine.connect() as c:
+            return c.execute(select(func.count()).where(
+                EX.c.state == State.FAILED, EX.c.direction == "out",
+                EX.c.updated_at >= since)).scalar_one()
+
+    def evidence_entries(self) -> int | None:
+        """How long the evidence chain is; None when the log was never written."""
+        with self.engine.connect() as c:
+            if not self.engine.dialect.has_table(c, EvidenceHead.__tablename__):
+                return None
+            return c.execute(select(EvidenceHead.seq).where(EvidenceHead.id == 1)
+                             ).scalar() or 0
+
+    def get(self, ident: str) -> Exchange | None:
+        """An exchange by number or packet id."""
+        with Session(self.engine) as s:
+            q = select(Exchange).where(or_(Exchange.packet_id == ident,
+                                           Exchange.id == (int(ident) if ident.isdigit() else -1)))
+            return s.execute(q).scalar_one_or_none()
+
+    def find(self, f: ExchangeFilter, *, limit: int | None = None) -> list[Exchange]:
+        """Exchanges matching the filter, newest first."""
+        q = _filtered(f)
+        if limit is not None:
+            q = q.limit(limit)
+        with Session(self.engine) as s:
+            return list(s.execute(q).scalars())
+
+    def attempts_of(self, exchange_id: int) -> list[Attempt]:
+        with Session(self.engine) as s:
+            return list(s.execute(select(Attempt).where(Attempt.exchange_id == exchange_id)
+                                  .order_by(Attempt.id)).scalars())
+
+    def recipients_of(self, exchange_id: int) -> list[recipients.RecipientTimeline]:
+        with self.engine.connect() as c:
+            return recipients.timelines(c, exchange_id)
+
+    def payload_of(self, packet_id: str) -> bytes | None:
+        with self.engine.connect() as c:
+            return c.execute(select(PK.c.payload).where(PK.c.packet_id == packet_id)).scalar()
+
+
+def _filtered(f: ExchangeFilter) -> Select:
+    q = select(Exchange)
+    for attr in ("state", "kind", "route", "direction"):
+        value = getattr(f, attr)
+        if value:
+            q = q.where(getattr(Exchange, attr) == value)
+    if f.ids is not None:
+        q = q.where(Exchange.id.in_(list(f.ids)))
+    if f.since:
+        q = q.where(Exchange.updated_at >= f.since)
+    if f.until:
+        q = q.where(Exchange.updated_at < f.until)
+    if f.search:
+        like = f"%{f.search}%"
+        q = q.where(or_(Exchange.source_key.like(like), Exchange.packet_id.like(like)))
+    return q.order_by(Exchange.id.desc())
+
