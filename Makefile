@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench system-deps venv clean
+.PHONY: run test lint bench bench-backfill system-deps venv clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,11 +45,18 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check adapter tests bench
 
+## Benchmarks (docs/performance.md says what each figure means). `make bench-backfill` is the
+## long one: 200,000 cases (about 400,000 packets, 4 GB of state in $$TMPDIR).
 bench: $(STAMP)
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/inbound.py
+	$(BIN)/python bench/signer.py
 	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/evidence.py
+	$(BIN)/python bench/backfill.py --quick
+
+bench-backfill: $(STAMP)
+	$(BIN)/python bench/backfill.py --cases 200000
 
 clean:
 	rm -rf var $(VENV) .pytest_cache .ruff_cache

@@ -29,10 +29,10 @@ def main() -> int:
     on, off = [], []
     for _ in range(args.rounds):
         for evidence, results in ((False, off), (True, on)):
-            pps, code = run(args, batch=True, evidence=evidence)
-            if code:
-                return code
-            results.append(pps)
+            res = run(args, batch=True, evidence=evidence)
+            if res.code:
+                return res.code
+            results.append(res.pps)
     print(f"evidence log off: best {max(off):.1f} packets/s of {[round(x) for x in off]}")
     print(f"evidence log on:  best {max(on):.1f} packets/s of {[round(x) for x in on]}")
     print(f"evidence_on_off_ratio={max(on) / max(off):.3f}")

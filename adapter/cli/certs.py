@@ -1,33 +1,48 @@
-"""certs dev-pki | check."""
+"""certs dev-pki [revoke NAME] | check."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
 
-from adapter.cli.common import print_table, settings_of
+from adapter.cli.common import print_field, print_table, settings_of
 
 
 def register(sub) -> None:
+    from adapter.crypto.devpki import REASONS
+
     p = sub.add_parser("certs", help="development PKI and certificate checks")
     ps = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
     d = ps.add_parser("dev-pki", help="create a development CA and certificates")
     d.add_argument("--out", help="directory (default: the configured certificate's directory)")
     d.add_argument("--force", action="store_true", help="replace existing files")
+    d.add_argument("--crl-url", help="CRL distribution point written into the certificates "
+                   "issued now (e.g. http://127.0.0.1:8741/crl/dev-ca.crl); default none")
     d.set_defaults(handler=cmd_dev_pki)
-    c = ps.add_parser("check", help="validity, chain, days to expiry, key/cert match")
+    ds = d.add_subparsers(dest="dev_pki_action", metavar="ACTION")
+    r = ds.add_parser("revoke", help="revoke a dev certificate and publish the dev CA's CRL")
+    r.add_argument("name", metavar="NAME", help="certificate file stem (court, adapter, ...)")
+    r.add_argument("--reason", default="unspecified", choices=REASONS, metavar="REASON",
+                   help=f"RFC 5280 reason: {', '.join(REASONS)} (default unspecified)")
+    r.add_argument("--out", dest="revoke_out", help="the dev PKI directory")
+    r.set_defaults(handler=cmd_dev_pki_revoke)
+    c = ps.add_parser("check", help="validity, chain, revocation, days to expiry, key/cert "
+                      "match")
     c.set_defaults(handler=cmd_check)
+
+
+def _pki_dir(args, explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    s = settings_of(args)
+    return s.path(s.signing.cert).parent
 
 
 def cmd_dev_pki(args) -> int:
     from adapter.crypto.devpki import create_dev_pki
 
-    if args.out:
-        out = Path(args.out)
-    else:
-        s = settings_of(args)
-        out = s.path(s.signing.cert).parent
-    written = create_dev_pki(out, force=args.force)
+    out = _pki_dir(args, args.out)
+    written = create_dev_pki(out, force=args.force, crl_url=args.crl_url)
     if not written:
         print(f"{out}: dev PKI already present (use --force to replace it)")
     for w in written:
@@ -35,7 +50,25 @@ def cmd_dev_pki(args) -> int:
     return 0
 
 
+def cmd_dev_pki_revoke(args) -> int:
+    from adapter.crypto.devpki import CRL_NAME, revoke
+
+    out = _pki_dir(args, args.revoke_out or args.out)
+    try:
+        r = revoke(out, args.name, reason=args.reason)
+    except ValueError as exc:
+        print(f"certs dev-pki revoke: {exc}")
+        return 2
+    print(f"revoked {r.name} ({r.subject}, serial {r.serial:#x}) on "
+          f"{r.revoked_at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({r.reason})")
+    print(f"published {out / CRL_NAME} and {out / (CRL_NAME + '.pem')} "
+          f"(the simulator serves it at /crl/{CRL_NAME})")
+    return 0
+
+
 def cmd_check(args) -> int:
+    from adapter.crypto import revocation
+    from adapter.crypto.expiry import certificate_expiry
     from adapter.crypto.keys import load_certificates, load_identity
     from adapter.crypto.trust import SIGNING_PURPOSES, UntrustedCertificate, verify_signer
 
@@ -43,20 +76,33 @@ def cmd_check(args) -> int:
     ident = load_identity(s.path(s.signing.key), s.path(s.signing.cert),
                           [s.path(p) for p in s.signing.chain])
     anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
+    checker = revocation.checker_from_settings(s)
     now = dt.datetime.now(dt.UTC)
-    rows, bad = [], False
+    bad = False
     try:  # our key signs packets, edXML and checkpoints: it must pass every signing policy
         for purpose in SIGNING_PURPOSES:
-            verify_signer(ident.cert, list(ident.chain), anchors, purpose)
+            verify_signer(ident.cert, list(ident.chain), anchors, purpose, revocation=checker)
         chain = "ok"
     except UntrustedCertificate as exc:
         chain, bad = f"NOT TRUSTED: {exc}", True
     days = ident.days_to_expiry(now)
     bad |= days < 0
-    rows.append(["signing", ident.subject, f"{days:.0f}", "key matches", chain])
-    for a in anchors:
-        d = (a.not_valid_after_utc - now).total_seconds() / 86400
-        bad |= d < 0
-        rows.append(["trust anchor", a.subject.rfc4514_string(), f"{d:.0f}", "", ""])
-    print_table(["role", "subject", "days", "key", "chain"], rows)
+    print_table(["role", "subject", "days", "key", "chain"],
+                [["signing", ident.subject, f"{days:.0f}", "key matches", chain]])
+    print()
+    expiry = certificate_expiry(s, at=now)
+    bad |= any(e.level in ("expired", "unreadable") for e in expiry)
+    print_table(["days", "level", "subject", "role"],
+                [["-" if e.days is None else f"{e.days:.0f}", e.level.upper()
+                  if e.level != "ok" else "ok", e.subject or e.path, e.role] for e in expiry])
+    sources = checker.refresh()
+    print()
+    if not sources:
+        print_field("revocation", "not configured (no [[revocation.anchors]])")
+    for st in sources:
+        state = "reachable" if st.reachable else ("UNREACHABLE" if st.reachable is False
+                                                   else "not asked yet")
+        nxt = st.next_update.strftime("%Y-%m-%dT%H:%M:%SZ") if st.next_update else "-"
+        print_field("revocation", f"{st.kind} {st.source} ({st.anchor}): {state}, "
+                    f"nextUpdate {nxt}" + (f"; {st.error}" if st.error else ""))
     return 1 if bad else 0

@@ -291,6 +291,11 @@ class PeerSection(_Section):
     address: str = ""
     #: accept malformed organisation ids (28.22.H17) from this peer, with a warning.
     tolerant_org_ids: bool = False
+    #: when the revocation status of this peer's signer cannot be known (its CRL source
+    #: unreachable past nextUpdate, OCSP down): reject the signature, or flag it (accept,
+    #: warn, count in `status`). Applies to the trust anchors of this peer; when peers share
+    #: an anchor, reject wins. See docs/revocation.md.
+    revocation_unavailable: Literal["reject", "flag"] = "reject"
 
     @field_validator("signer_subjects")
     @classmethod
@@ -300,6 +305,43 @@ class PeerSection(_Section):
         for s in v:
             parse_subject(s)
         return v
+
+
+class RevocationAnchor(_Section):
+    """Where the revocation status of certificates under one trust anchor is published."""
+
+    #: a trust anchor file (as named in [signing] or [[peers]] trust_anchors).
+    anchor: str
+    #: CRL files (PEM or DER), re-read when they change.
+    crl_files: list[str] = []
+    #: CRL URLs, fetched and cached on disk until their nextUpdate.
+    crl_urls: list[str] = []
+    #: ask the OCSP responder a certificate names (AuthorityInfoAccess) when no current
+    #: CRL covers it.
+    ocsp: bool = True
+
+    @field_validator("crl_urls")
+    @classmethod
+    def _http_urls(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {u!r}")
+        return urls
+
+
+class RevocationSection(_Section):
+    """Revocation checking of every certificate that signs what we receive (CRL, OCSP)."""
+
+    #: trust anchors whose certificates are checked; an anchor not listed is not checked.
+    anchors: list[RevocationAnchor] = []
+    #: policy when the status is unknown, for anchors no peer names (our own, checkpoints).
+    unavailable: Literal["reject", "flag"] = "reject"
+    #: seconds to connect and to read a CRL or an OCSP answer.
+    fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: after a failed fetch, wait this long before trying the source again.
+    retry_seconds: float = Field(default=60.0, ge=0)
+    #: where fetched CRLs are kept; default: <data_dir>/revocation.
+    cache_dir: str = ""
 
 
 class InboundSection(_Section):
@@ -374,6 +416,7 @@ class Settings(_Section):
     routes: list[RouteSection] = []
     peers: list[PeerSection] = []
     inbound: InboundSection = InboundSection()
+    revocation: RevocationSection = RevocationSection()
     audit: AuditSection = AuditSection()
     simulator: SimulatorSection = SimulatorSection()
     service: ServiceSection = ServiceSection()

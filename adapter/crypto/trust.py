@@ -16,6 +16,10 @@ Signing purposes (THADS packet, edXML, checkpoint) share one rule:
 
 A signer may further be pinned to its peer (`SignerPin`): its subject or the certificate
 itself must be among those configured for that peer, not only chain to the peer's CA.
+
+Revocation (CRL, OCSP) is checked here too, for the purposes that accept someone's
+signature, by the process's checker (revocation.configure) or one passed in: a revoked
+signer fails every caller the same way, whatever verifier it goes through.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -53,6 +58,9 @@ SIGNING_EKUS = frozenset({DOCUMENT_SIGNING, MS_DOCUMENT_SIGNING, ADOBE_PDF_SIGNI
 
 #: the purposes of a key that signs what the adapter sends (one key does all three).
 SIGNING_PURPOSES = (Purpose.THADS_PACKET, Purpose.EDXML, Purpose.CHECKPOINT)
+
+#: purposes whose certificate's revocation status is checked: each accepts a signature.
+REVOCATION_PURPOSES = frozenset({*SIGNING_PURPOSES, Purpose.TSA})
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,28 @@ POLICIES: dict[Purpose, CertificatePolicy] = {
 
 class UntrustedCertificate(Exception):
     """The certificate may not act for the purpose; the message says why."""
+
+
+class RevocationCheck(Protocol):
+    """Raises UntrustedCertificate when a certificate of the validated chain (leaf first,
+    anchor last) is revoked, or its status is unknown and the anchor's policy rejects."""
+
+    def check(self, chain: Sequence[x509.Certificate], *,
+              at: dt.datetime | None = None) -> None: ...
+
+
+_revocation: RevocationCheck | None = None
+
+
+def set_revocation_check(check: RevocationCheck | None) -> RevocationCheck | None:
+    """Install the process's revocation checker (None: none); returns the previous one."""
+    global _revocation
+    previous, _revocation = _revocation, check
+    return previous
+
+
+def revocation_check() -> RevocationCheck | None:
+    return _revocation
 
 
 def _ee_policy(rule: CertificatePolicy) -> verification.ExtensionPolicy:
@@ -221,11 +251,16 @@ def parse_subject(text: str) -> x509.Name:
 
 def verify_signer(leaf: x509.Certificate, intermediates: Sequence[x509.Certificate],
                   anchors: verification.Store | Iterable[x509.Certificate], purpose: Purpose,
-                  *, pin: SignerPin | None = None, at: dt.datetime | None = None
-                  ) -> list[x509.Certificate]:
-    """The one check for every certificate that signs or serves: chain and purpose, then
-    the pin, if any. Returns the validated chain; raises UntrustedCertificate."""
+                  *, pin: SignerPin | None = None, at: dt.datetime | None = None,
+                  revocation: RevocationCheck | None = None) -> list[x509.Certificate]:
+    """The one check for every certificate that signs or serves: chain and purpose, the
+    pin, if any, then revocation (for REVOCATION_PURPOSES; `revocation`, default the
+    process's checker). Returns the validated chain; raises UntrustedCertificate
+    (revocation.CertificateRevoked for a revoked certificate)."""
     chain = validate_chain(leaf, intermediates, anchors, purpose, at=at)
     if pin is not None:
         pin.check(leaf)
+    check = revocation if revocation is not None else _revocation
+    if check is not None and purpose in REVOCATION_PURPOSES:
+        check.check(chain, at=at)
     return chain

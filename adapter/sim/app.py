@@ -6,7 +6,8 @@ against its own trust store, validates the schema, checks the business rules it 
 original receipt back) and stores what it accepts durably. It can be told to misbehave
 (errors, lost answers, latency, timeouts, outages, rejections) through `POST /control`.
 
-Endpoints: POST /lgsp (SOAP), GET /report (JSON), GET /health, GET|POST /control.
+Endpoints: POST /lgsp (SOAP), GET /report (JSON), GET /health, GET|POST /control,
+GET /crl/<name>.crl (the dev CA's CRL, when build_app found the dev PKI).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class SimulatorApp:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
         self.axis = axis
         self.tsa = None  # set by build_app when the dev PKI has a TSA key
+        self.crl = None  # a CrlDesk, set by build_app: the dev CA's CRL
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()
@@ -122,6 +124,8 @@ class SimulatorApp:
             return self.axis(path[len("/axis"):], environ, body, start_response)
         if path == "/tsa" and method == "POST":
             return self._tsa(environ, start_response)
+        if path.startswith("/crl/") and method == "GET" and self.crl is not None:
+            return self.crl(path, start_response)
         if path.startswith("/outbox"):
             return self._outbox(path, method, environ, start_response)
         if path == "/lgsp" and method == "GET":

@@ -22,6 +22,7 @@ from adapter.crypto.verify import PacketVerifier
 from adapter.sim.app import Faults, SimulatorApp
 from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
+from adapter.sim.crl import CrlDesk
 from adapter.sim.store import SimStore
 from adapter.xml.schema import SchemaRegistry
 
@@ -48,6 +49,7 @@ def build_app(settings: Settings, faults: Faults | None = None,
     if settings.path(cfg.tsa_key).exists():
         from adapter.sim.tsa import TimestampAuthority
         app.tsa = TimestampAuthority(settings.path(cfg.tsa_cert), settings.path(cfg.tsa_key))
+    app.crl = CrlDesk(settings.path(cfg.court_cert).parent)  # the dev PKI's directory
     return app
 
 

@@ -40,15 +40,15 @@ def test_an_axis_answer_without_data_fails_that_item_only(sent, pki):
         _answer(s, pki, org, document_id, "01")
     inbound = AxisInbound(ctx)
     (first, _) = inbound.axis.received()
-    post = inbound.axis._post
+    call = inbound.axis._call
 
-    def without_data(path, values, **kw):  # the axis answers getEdoc without `data`
-        answer = post(path, values, **kw)
-        if path == "/getEdoc" and values["docid"] == first.doc_id:
+    def without_data(name, values, **kw):  # the axis answers getEdoc without `data`
+        answer = call(name, values, **kw)
+        if name == "getEdoc" and dict(values)["docId"] == first.doc_id:
             answer.pop("data")
         return answer
 
-    inbound.axis._post = without_data
+    inbound.axis._call = without_data
     stats = inbound.pull(s.route("axis-in"))
     assert (stats.received, stats.statuses, stats.rejected) == (2, 1, 1)
     with ctx.state_engine.connect() as c:

@@ -144,20 +144,28 @@ def test_edxml_signer_without_signing_key_usage_is_untrusted(pki, tmp_path, anch
 
 
 def _checkpoint_row(ident):
+    import datetime as dt
+
     from adapter.audit.checkpoint import sign_statement, statement
-    text = statement(7, "ab" * 32, "2026-01-01T00:00:00+00:00")
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()  # the certificates' time
+    text = statement(7, "ab" * 32, at)
     pem = ident.cert.public_bytes(serialization.Encoding.PEM).decode()
-    return dict(seq=7, tip_hash="ab" * 32, at="2026-01-01T00:00:00+00:00", statement=text,
+    return dict(seq=7, tip_hash="ab" * 32, at=at, statement=text,
                 signature=sign_statement(ident, text), cert_pem=pem)
 
 
 def test_a_checkpoint_signed_with_the_tsa_key_is_forged(pki, anchors):
-    from adapter.audit.verify import _check_checkpoint
+    from adapter.audit.verify import _check_signature
     own = load_identity(pki / "adapter.key", pki / "adapter.crt")
-    assert _check_checkpoint(_checkpoint_row(own), anchors) is None
     tsa = load_identity(pki / "tsa.key", pki / "tsa.crt")
-    problem = _check_checkpoint(_checkpoint_row(tsa), anchors)
-    assert problem and "untrusted key" in problem and "evidence checkpoint signer" in problem
+    assert _check_signature(_checkpoint_row(own), (own.cert,), anchors) is None
+    # not our certificate: the pin refuses it
+    problem = _check_signature(_checkpoint_row(tsa), (own.cert,), anchors)
+    assert problem and "not by the adapter's own checkpoint certificate" in problem
+    # even configured as one of ours, a timestamping certificate may not sign checkpoints
+    problem = _check_signature(_checkpoint_row(tsa), (own.cert, tsa.cert), anchors)
+    assert problem and "may not sign checkpoints" in problem
+    assert "evidence checkpoint signer" in problem
 
 
 # ---- a peer's signer matched to the peer, not only to its CA ---------------------------------
