@@ -59,7 +59,8 @@ class PacketBuilder:
         try:
             tree = self.mappings[record.kind].to_xml(record.data, header)
             self.schemas.check(tree, packet=f"{record.kind} {record.key}")
-            payload = self.signer.sign_bytes(tree, packet=pid)
+            # the key follows the packet's stated creation time (key rotation)
+            payload = self.signer.sign_bytes(tree, packet=pid, at=header.created_at)
         except PacketError as exc:
             return NewExchange(pid, record.kind, record.key, record.version, recipient,
                                error=str(exc))
@@ -112,7 +113,7 @@ class EdxmlBuilder:
                 recipients = []
                 profile = self.profile_for([peer])
             edxml_schema().check(root, packet=f"{record.kind} {key}")
-            payload = serialize(sign_edxml(root, self.identity, profile=profile))
+            payload = serialize(sign_edxml(root, self.identity.at(now), profile=profile))
         except (PacketError, FieldValueError, KeyError, ValueError) as exc:
             return NewExchange(pid, record.kind, key[:80], version, None,
                                error=f"packet {record.kind} {key}: {exc}")
