@@ -42,9 +42,11 @@ def cmd_validate(args) -> int:
     if report.valid:
         print(f"{args.file}: valid ({etree_name(root)})")
         return 0
-    print(f"{args.file}: INVALID ({len(report.issues)} errors)")
+    print(f"{args.file}: INVALID ({report.summary()})")
     for issue in report.issues:
         print(f"  {issue}")
+    if report.note:
+        print(f"  ({report.note})")
     return 1
 
 
