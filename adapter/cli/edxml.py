@@ -38,10 +38,11 @@ def _anchors(args) -> list:
 
 
 def cmd_inspect(args) -> int:
+    from adapter.cli.packets import read_input
     from adapter.edxml import parse_edxml, verify_edxml_signature
     from adapter.xml.safe import parse_untrusted
 
-    data = Path(args.file).read_bytes()
+    data = read_input(args.file)
     try:
         root = parse_untrusted(data, name=args.file)
         anchors = _anchors(args)

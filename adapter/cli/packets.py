@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from adapter.cli.common import settings_of
-from adapter.errors import PacketError
+from adapter.errors import AdapterError, PacketError
 
 
 def register(sub) -> None:
@@ -25,16 +26,41 @@ def register(sub) -> None:
     c.set_defaults(handler=cmd_verify)
 
 
-def _read(path: str) -> bytes:
-    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+class InputTooLarge(AdapterError):
+    """A file handed to an offline tool is bigger than any packet may be (exit 2)."""
+
+
+def read_input(path: str, *, max_bytes: int | None = None) -> bytes:
+    """The bytes of FILE (or stdin for "-"), its size checked before anything is read: a
+    200 MB file costs a stat, not 200 MB of memory. Never more than `max_bytes` (default:
+    the parser's own limit) + 1 bytes are read, so a file that grows or a pipe is bounded
+    too."""
+    from adapter.xml.safe import MAX_PACKET_BYTES
+
+    max_bytes = MAX_PACKET_BYTES if max_bytes is None else max_bytes
+    limit = f"the limit of {max_bytes} bytes ({max_bytes / 2**20:g} MiB) for one packet"
+    if path == "-":
+        data = sys.stdin.buffer.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise InputTooLarge(f"standard input: more than {limit}")
+        return data
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > max_bytes:
+            raise InputTooLarge(f"{path}: {size} bytes exceed {limit}")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise InputTooLarge(f"{path}: more than {limit}")
+    return data
 
 
 def cmd_validate(args) -> int:
     from adapter.xml.safe import parse_untrusted
     from adapter.xml.schema import SchemaRegistry
 
+    data = read_input(args.file)
     try:
-        root = parse_untrusted(_read(args.file), name=args.file)
+        root = parse_untrusted(data, name=args.file)
         report = SchemaRegistry.default().report(root)
     except PacketError as exc:
         print(f"{args.file}: INVALID: {exc}")
@@ -60,10 +86,11 @@ def cmd_sign(args) -> int:
     from adapter.engine.build import PacketBuilder
     from adapter.xml.safe import parse_untrusted
 
+    data = read_input(args.file)
     s = settings_of(args)
     builder = PacketBuilder(s)
     try:
-        root = parse_untrusted(_read(args.file), name=args.file)
+        root = parse_untrusted(data, name=args.file)
         builder.schemas.check(root, packet=args.file)
         signed = builder.signer.sign_bytes(root, packet=args.file)
     except PacketError as exc:
@@ -81,11 +108,12 @@ def cmd_verify(args) -> int:
     from adapter.crypto.keys import load_certificates
     from adapter.crypto.verify import PacketVerifier
 
+    data = read_input(args.file)
     s = settings_of(args)
     anchors = args.ca or s.signing.trust_anchors
     certs = [c for a in anchors for c in load_certificates(s.path(a) if not args.ca else Path(a))]
     try:
-        result = PacketVerifier(certs).verify(_read(args.file), packet=args.file)
+        result = PacketVerifier(certs).verify(data, packet=args.file)
     except PacketError as exc:
         print(f"{args.file}: INVALID: {exc}")
         return 1
