@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 from adapter.cli.common import settings_of
-from adapter.errors import AdapterError, PacketError
+from adapter.errors import AdapterError, PacketError, SignatureError
+
+#: how an offline check is told its trust anchors (`--trust` is the same option)
+ANCHOR_HELP = ("trust anchor PEM, repeatable (default: the configured ones; with none, "
+               "a signature is reported as untrusted)")
 
 
 def register(sub) -> None:
@@ -22,8 +26,39 @@ def register(sub) -> None:
     s.set_defaults(handler=cmd_sign)
     c = ps.add_parser("verify", help="verify signature and certificate chain")
     c.add_argument("file")
-    c.add_argument("--ca", action="append", help="trust anchor PEM (default: configured ones)")
+    c.add_argument("--ca", "--trust", dest="ca", action="append", metavar="PEM",
+                   help=ANCHOR_HELP)
     c.set_defaults(handler=cmd_verify)
+
+
+def offline_anchors(args) -> tuple[list, str]:
+    """Trust anchors for an offline check, and what to tell the user when there are none.
+
+    `--ca` files must be readable (exit 2 otherwise: the user named them). Without `--ca`,
+    the configured anchors that exist are used; a fresh checkout (no configuration file
+    given or found, or `init` not run so the dev CA is missing) has none, which makes a
+    signature untrusted, never a configuration error."""
+    from adapter.config import config_path
+    from adapter.crypto.keys import load_certificates
+
+    if args.ca:
+        return [c for a in args.ca for c in load_certificates(Path(a))], ""
+    hint = "give --ca CA.pem, or run `thads-adapter init` for the dev PKI"
+    if args.config is None and not config_path().exists():
+        return [], f"no configuration file {config_path()} and no --ca: {hint}"
+    s = settings_of(args)
+    found, missing = [], []
+    for anchor in s.signing.trust_anchors:
+        path = s.path(anchor)
+        if path.exists():
+            found += load_certificates(path)
+        else:
+            missing.append(str(path))
+    if found:
+        return found, ""
+    if missing:
+        return [], f"configured trust anchor {', '.join(missing)} not found: {hint}"
+    return [], f"no trust anchor configured: {hint}"
 
 
 class InputTooLarge(AdapterError):
@@ -105,15 +140,18 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from adapter.crypto.keys import load_certificates
     from adapter.crypto.verify import PacketVerifier
 
     data = read_input(args.file)
-    s = settings_of(args)
-    anchors = args.ca or s.signing.trust_anchors
-    certs = [c for a in anchors for c in load_certificates(s.path(a) if not args.ca else Path(a))]
+    certs, no_anchor = offline_anchors(args)
     try:
-        result = PacketVerifier(certs).verify(data, packet=args.file)
+        result = PacketVerifier(certs, integrity_only=not certs).verify(data, packet=args.file)
+    except SignatureError as exc:
+        if exc.outcome == "untrusted":
+            print(f"{args.file}: UNTRUSTED: {exc}" + (f" ({no_anchor})" if no_anchor else ""))
+        else:
+            print(f"{args.file}: INVALID: {exc}")
+        return 1
     except PacketError as exc:
         print(f"{args.file}: INVALID: {exc}")
         return 1
