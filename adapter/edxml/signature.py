@@ -65,6 +65,11 @@ def unverified_edxml(root: etree._Element, outcome: SignatureOutcome) -> EdxmlVe
     return EdxmlVerification(outcome, without_comments(root))
 
 
+#: lxml stores a line number it is given in 16 bits; beyond, the signed tree keeps its own
+#: (c14n keeps every newline of the text, so it is off only by the lines it removed).
+_MAX_SETTABLE_LINE = 65535
+
+
 def _elements_outside(root: etree._Element, sig: etree._Element):
     """The elements of `root` in document order, the Signature subtree left out."""
     it = root.iter(etree.Element)
@@ -91,7 +96,7 @@ def _signed_tree(canonical: bytes, root: etree._Element,
         theirs = next(received, None)
         if theirs is None or theirs.tag != mine.tag:
             return None
-        if theirs.sourceline is not None:
+        if theirs.sourceline is not None and theirs.sourceline <= _MAX_SETTABLE_LINE:
             mine.sourceline = theirs.sourceline
     return signed if next(received, None) is None else None
 

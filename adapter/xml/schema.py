@@ -43,6 +43,13 @@ class DetailBudget:
 
 DEFAULT_BUDGET = DetailBudget()
 
+#: characters of one error's text (a value quoted in it is the sender's, of any length)
+MAX_REASON_CHARS = 300
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} characters)"
+
 
 _XSD_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
 
@@ -174,7 +181,7 @@ class SchemaRegistry:
         else:
             note = f"detailed report skipped: {too_big}; libxml2's errors shown"
         log = schema.error_log
-        issues = [SchemaIssue(e.line, e.path, e.message)
+        issues = [SchemaIssue(e.line, e.path, _short(e.message, MAX_REASON_CHARS))
                   for e in itertools.islice(log, max_errors)]
         return ValidationReport(False, issues, len(log) > max_errors, note)
 
@@ -193,8 +200,8 @@ class SchemaRegistry:
             if value is None and elem is not None:
                 value = (elem.text or "").strip() or None
             if value is not None and (elem is None or len(elem) == 0):
-                reason += f" (got {value!r})"
-            issues.append(SchemaIssue(line, err.path, reason))
+                reason += f" (got {_short(str(value), 80)!r})"
+            issues.append(SchemaIssue(line, err.path, _short(reason, MAX_REASON_CHARS)))
         return issues
 
     def check(self, root: etree._Element, *, packet: str | None = None) -> None:

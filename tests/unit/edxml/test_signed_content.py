@@ -96,3 +96,18 @@ def test_unsigned_status_is_read_without_comments():
     assert b"0<!--x-->2" in data
     parsed = parse_edxml(data, name="status with comment")
     assert (parsed.kind, parsed.packet.status_code) == ("status", "02")
+
+
+def test_a_packet_of_more_than_65535_lines_is_verified_and_read(ident, anchors):
+    """Elements past line 65,535 (lxml keeps a line number it is given in 16 bits), as an
+    attachment in 76-column base64 of about 5 MB puts them."""
+    root = build_document(document())
+    root.find(f".//{{{EDXML_NS}}}From").tail = "\n" * 70_000
+    data = serialize(sign_edxml(root, ident))
+    received = parse_untrusted(data)
+    subject_line = received.find(f".//{{{EDXML_NS}}}Subject").sourceline
+    assert subject_line > 70_000
+    verified = verify_edxml(received, anchors)
+    assert verified.outcome.outcome == "valid"
+    assert verified.tree.find(f".//{{{EDXML_NS}}}Subject").sourceline > 65_535
+    assert read_edxml(verified, name="long").packet.subject == document().subject

@@ -109,3 +109,16 @@ def test_a_few_errors_are_all_listed_in_detail(spy):
     assert (len(report.issues), report.truncated, report.note) == (1, False, "")
     assert report.summary() == "1 error"
     assert spy.calls == 1
+
+
+@pytest.mark.parametrize("budget", [DetailBudget(), DetailBudget(nodes=10)],
+                         ids=["xmlschema", "libxml2"])
+def test_a_long_value_is_quoted_short(budget):
+    root = build_packet("case")
+    root.find(f"{N}OfficeCode").text = "X" * 100_000
+    reg = SchemaRegistry.default()
+    report = SchemaRegistry([reg._sources[ns] for ns in reg.namespaces()],
+                            budget=budget).report(root)
+    assert not report.valid and report.issues
+    assert all(len(str(i)) < 500 for i in report.issues)
+    assert any("XXXX" in i.reason for i in report.issues)
