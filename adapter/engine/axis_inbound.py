@@ -201,7 +201,7 @@ class AxisInbound:
                 st.response_for.document_id, st.sender.organ_id, st.status_code,
                 st.description, st.timestamp)
             rnd.outcomes.append(InboundOutcome(
-                p.exchange_id, True, None, sig.outcome, st.response_for.document_id,
+                p.exchange_id, True, None, parsed.signature.outcome, st.response_for.document_id,
                 started=started, duration_ms=ms))
             return
         ok, verdict = parsed.verdict(peer.signature_policy if peer else "reject")
