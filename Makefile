@@ -25,10 +25,12 @@ test: system-deps $(STAMP)
 	$(BIN)/ruff check adapter tests bench
 	$(BIN)/pytest
 
-## Debian packages the tests need: the xmlsec1 reference binary and a PostgreSQL server.
+## Debian packages the tests need: the xmlsec1 reference binary, a PostgreSQL server and
+## SoftHSM2 (a PKCS#11 token in software, for the token signing tests).
 system-deps:
 	@missing=""; \
 	command -v xmlsec1 >/dev/null 2>&1 || missing="$$missing xmlsec1"; \
+	command -v softhsm2-util >/dev/null 2>&1 || missing="$$missing softhsm2"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \

@@ -153,7 +153,9 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
     number, prev, last_seq, last_tip = chain_position(conn)
     if last_seq >= head.seq and not force:
         return None
-    at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    now = dt.datetime.now(dt.UTC)
+    at = now.isoformat(timespec="seconds")
+    identity = identity.at(now)  # a rotation: the key that is current at this moment
     arch = (evidence.archives(conn) or [None])[-1]
     text = Statement(2, head.seq, head.hash, at, number + 1, last_seq + 1, last_tip, prev,
                      archive_line(arch)).text()

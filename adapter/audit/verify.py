@@ -382,5 +382,5 @@ def _check_signature(cp: dict, signers: tuple[x509.Certificate, ...],
         verify_signer(cert, [], anchors, Purpose.CHECKPOINT,
                       at=made if made.tzinfo else made.replace(tzinfo=dt.UTC))
     except (UntrustedCertificate, ValueError) as exc:
-        return f"forged checkpoint: its signer may not sign checkpoints ({exc})"
+        return f"the checkpoint's signer may not sign checkpoints at {cp['at']} ({exc})"
     return None

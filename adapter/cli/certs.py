@@ -69,12 +69,11 @@ def cmd_dev_pki_revoke(args) -> int:
 def cmd_check(args) -> int:
     from adapter.crypto import revocation
     from adapter.crypto.expiry import certificate_expiry
-    from adapter.crypto.keys import load_certificates, load_identity
+    from adapter.crypto.keys import configured_identity, load_certificates
     from adapter.crypto.trust import SIGNING_PURPOSES, UntrustedCertificate, verify_signer
 
     s = settings_of(args)
-    ident = load_identity(s.path(s.signing.key), s.path(s.signing.cert),
-                          [s.path(p) for p in s.signing.chain])
+    ident = configured_identity(s)  # a file key or a token key, as configured
     anchors = [c for p in s.signing.trust_anchors for c in load_certificates(s.path(p))]
     checker = revocation.checker_from_settings(s)
     now = dt.datetime.now(dt.UTC)

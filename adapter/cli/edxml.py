@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from adapter.cli.common import print_field, print_json, settings_of
-from adapter.errors import ConfigError, PacketError
+from adapter.cli.common import print_field, print_json
+from adapter.cli.packets import ANCHOR_HELP, offline_anchors, read_input
+from adapter.errors import PacketError
 from adapter.privacy import mask_ids
 
 
@@ -18,35 +17,26 @@ def register(sub) -> None:
                    help="accept malformed organisation ids (with a warning)")
     i.add_argument("--profile", choices=["default", "legacy"], default="default",
                    help="signature algorithms accepted (legacy adds RSA-SHA1)")
-    i.add_argument("--ca", action="append", help="trust anchor PEM (default: configured ones)")
+    i.add_argument("--ca", "--trust", dest="ca", action="append", metavar="PEM",
+                   help=ANCHOR_HELP)
     i.add_argument("--policy", choices=["reject", "flag"], default="reject",
                    help="what a signature that is not valid leads to (default: reject)")
     i.add_argument("--json", action="store_true")
     i.set_defaults(handler=cmd_inspect)
 
 
-def _anchors(args) -> list:
-    from adapter.crypto.keys import load_certificates
-
-    if args.ca:
-        return [c for a in args.ca for c in load_certificates(Path(a))]
-    try:
-        s = settings_of(args)
-    except ConfigError:
-        return []
-    return [c for a in s.signing.trust_anchors for c in load_certificates(s.path(a))]
-
-
 def cmd_inspect(args) -> int:
-    from adapter.edxml import parse_edxml, verify_edxml_signature
+    from adapter.edxml import read_edxml, verify_edxml
     from adapter.xml.safe import parse_untrusted
 
-    data = Path(args.file).read_bytes()
+    data = read_input(args.file)
+    anchors, no_anchor = offline_anchors(args)
     try:
         root = parse_untrusted(data, name=args.file)
-        anchors = _anchors(args)
-        sig = verify_edxml_signature(root, anchors, profile=args.profile) if anchors else None
-        parsed = parse_edxml(data, name=args.file, tolerant_ids=args.tolerant, signature=sig)
+        verified = verify_edxml(root, anchors, profile=args.profile)
+        if no_anchor and verified.outcome.outcome == "untrusted":
+            verified.outcome.detail = no_anchor
+        parsed = read_edxml(verified, name=args.file, tolerant_ids=args.tolerant)
     except PacketError as exc:
         if args.json:
             print_json({"file": args.file, "accepted": False, "reason": str(exc)})

@@ -7,6 +7,7 @@ the project root (the parent of `config/`), so the service behaves the same from
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tomllib
 from pathlib import Path
@@ -70,6 +71,9 @@ class SourceSection(_Section):
 
 
 class SigningSection(_Section):
+    #: the private key: a PEM file, or a PKCS#11 URI (RFC 7512) naming a key on a token or
+    #: HSM, e.g. "pkcs11:token=THADS;object=adapter?module-path=/usr/lib/softhsm/
+    #: libsofthsm2.so&pin-source=file:/etc/thads/token.pin" (the PIN never in this file).
     key: str = "certs/dev/adapter.key"
     cert: str = "certs/dev/adapter.crt"
     #: intermediate certificates sent with the signature, if any.
@@ -77,8 +81,54 @@ class SigningSection(_Section):
     algorithm: Literal["rsa-sha256", "ecdsa-sha256"] = "rsa-sha256"
     #: CA certificates whose signers the adapter accepts on inbound packets.
     trust_anchors: list[str] = ["certs/dev/ca.crt"]
-    #: environment variable holding the key's passphrase, if the key is encrypted.
+    #: environment variable holding the key file's passphrase, if the key is encrypted.
     key_passphrase_env: str | None = None
+    #: rotation: the key (file or PKCS#11 URI) and certificate that sign from `next_from`
+    #: (a date-time with its UTC offset); its algorithm follows its type (RSA or EC).
+    next_key: str | None = None
+    next_cert: str | None = None
+    next_chain: list[str] = []
+    next_from: dt.datetime | None = None
+
+    def certificate_files(self) -> list[str]:
+        """Every certificate we sign with, oldest first (a rotation: both), known without
+        opening the keys: what `audit verify` expects checkpoints to be signed by."""
+        return [self.cert, *([self.next_cert] if self.next_cert else [])]
+
+    @field_validator("key", "next_key")
+    @classmethod
+    def _key_uri(cls, value: str | None) -> str | None:
+        """A PKCS#11 URI is checked here, so a typo fails at start, not at first use."""
+        from adapter.crypto.pkcs11_uri import is_pkcs11_uri, parse_pkcs11_uri
+
+        if value is not None and is_pkcs11_uri(value):
+            parse_pkcs11_uri(value)
+        return value
+
+    @field_validator("next_from")
+    @classmethod
+    def _aware(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("needs its UTC offset, e.g. 2027-01-01T00:00:00+07:00")
+        return value
+
+    @model_validator(mode="after")
+    def _rotation_complete(self) -> SigningSection:
+        given = {k for k in ("next_key", "next_cert", "next_from") if getattr(self, k)}
+        if given and len(given) < 3:
+            missing = sorted({"next_key", "next_cert", "next_from"} - given)
+            raise ValueError(f"a rotation needs next_key, next_cert and next_from together: "
+                             f"{', '.join(missing)} missing")
+        if self.next_chain and not given:
+            raise ValueError("next_chain is set without a rotation (next_key, next_cert, "
+                             "next_from)")
+        from adapter.crypto.pkcs11_uri import is_pkcs11_uri
+
+        if self.key_passphrase_env and is_pkcs11_uri(self.key) and \
+                (self.next_key is None or is_pkcs11_uri(self.next_key)):
+            raise ValueError("key_passphrase_env is for key files: a token key's PIN comes "
+                             "from the URI's pin-source")
+        return self
 
 
 class OperationMap(_Section):

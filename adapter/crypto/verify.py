@@ -65,11 +65,13 @@ class PacketVerifier:
                  pin: SignerPin | None = None, purpose: Purpose = Purpose.THADS_PACKET,
                  chain_cache_seconds: float = 300.0,
                  signature_methods=ACCEPTED_SIGNATURE_METHODS,
-                 digests=ACCEPTED_DIGESTS) -> None:
+                 digests=ACCEPTED_DIGESTS, integrity_only: bool = False) -> None:
         self._anchors = list(trust_anchors)
-        if not self._anchors:
+        if not self._anchors and not integrity_only:
             raise ValueError("at least one trust anchor is required")
-        self._store = trust_store(self._anchors)
+        #: None (integrity_only, no anchors): every check but the signer's chain runs, then
+        #: the packet is refused as untrusted (offline tools before any configuration).
+        self._store = trust_store(self._anchors) if self._anchors else None
         self._pin, self._purpose = pin, purpose
         self._ttl = chain_cache_seconds
         self._chains: dict[bytes, float] = {}
@@ -126,7 +128,8 @@ class PacketVerifier:
             raise SignatureError(f"unreadable X509Certificate: {exc}", packet=packet,
                                  where="Signature/KeyInfo") from None
         leaf = self._find_leaf(chain)
-        self._check_chain(leaf, [c for c in chain if c is not leaf], packet)
+        if self._store is not None:
+            self._check_chain(leaf, [c for c in chain if c is not leaf], packet)
         try:
             result = XMLVerifier().verify(root, x509_cert=leaf, parser=_parser(),
                                           expect_config=self._config, id_attribute="Id")
@@ -141,6 +144,11 @@ class PacketVerifier:
         signed = result.signed_xml
         if signed is None or signed.get("Id") != root_id:
             raise SignatureError("signed data is not the packet root", packet=packet)
+        if self._store is None:
+            raise SignatureError(f"the signature matches the packet, but there is no trust "
+                                 f"anchor to check its signer {leaf.subject.rfc4514_string()!r}"
+                                 " against", outcome="untrusted", packet=packet,
+                                 where="Signature/KeyInfo")
         method = sig.find(f"{_DS}SignedInfo/{_DS}SignatureMethod").get("Algorithm", "")
         return VerifiedPacket(signed, leaf, method)
 

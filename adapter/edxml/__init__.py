@@ -2,8 +2,14 @@
 
 from adapter.edxml.build import build_document, build_status, sign_edxml
 from adapter.edxml.model import ParsedEdxml
-from adapter.edxml.parse import EdxmlError, parse_edxml
-from adapter.edxml.signature import verify_edxml_signature
+from adapter.edxml.parse import EdxmlError, parse_edxml, read_edxml
+from adapter.edxml.signature import (
+    EdxmlVerification,
+    unverified_edxml,
+    verify_edxml,
+    verify_edxml_signature,
+)
 
-__all__ = ["EdxmlError", "ParsedEdxml", "build_document", "build_status", "parse_edxml",
-           "sign_edxml", "verify_edxml_signature"]
+__all__ = ["EdxmlError", "EdxmlVerification", "ParsedEdxml", "build_document", "build_status",
+           "parse_edxml", "read_edxml", "sign_edxml", "unverified_edxml", "verify_edxml",
+           "verify_edxml_signature"]

@@ -3,6 +3,11 @@
 Every rejection names the element and its line. What real packets get wrong but can be
 lived with (malformed organisation ids when tolerated, a manifest that calls a ZIP a PDF,
 an empty ResponseFor) becomes a warning on the result instead.
+
+Fields are read only from the tree signature verification hands back (signature.py): the
+signed content when there is a signature that matched, otherwise the packet without its
+comments; and a field's text is all of its text, never the part before a comment or a
+processing instruction.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from adapter.edxml.model import (
     SignatureOutcome,
     StatusPacket,
 )
+from adapter.edxml.signature import EdxmlVerification, unverified_edxml
 from adapter.errors import PacketError
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SCHEMA_DIR, SchemaRegistry
@@ -66,6 +72,13 @@ def detect_type(data: bytes) -> str:
     return "application/octet-stream"
 
 
+def full_text(el: etree._Element | None) -> str:
+    """An element's whole text, stripped: what lxml's `.text` gives only up to the first
+    comment or processing instruction inside it (the schema allows no child elements in
+    the fields read this way)."""
+    return "" if el is None else "".join(el.itertext()).strip()
+
+
 class _Reader:
     def __init__(self, name: str, tolerant_ids: bool) -> None:
         self.name, self.tolerant_ids = name, tolerant_ids
@@ -81,7 +94,7 @@ class _Reader:
     def text(el: etree._Element | None, tag: str) -> str:
         if el is None:
             return ""
-        return (el.findtext(E + tag) or "").strip()
+        return full_text(el.find(E + tag))
 
     def organ_id(self, el: etree._Element, value: str) -> str:
         if not STRICT_ORGAN_ID.fullmatch(value):
@@ -112,18 +125,22 @@ class _Reader:
 def parse_edxml(data: bytes, *, name: str = "<edxml>", tolerant_ids: bool = False,
                 signature: SignatureOutcome | None = None,
                 zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> ParsedEdxml:
-    """Parse and check one edXML packet. `signature` is the verification outcome, when the
-    caller verified it (adapter.edxml.signature); otherwise it is recorded as not checked.
-    Attachments the sender's library zipped are returned unpacked, within `zip_limits`
-    (attachments.py)."""
-    return read_edxml(parse_untrusted(data, name=name), name=name, tolerant_ids=tolerant_ids,
-                      signature=signature, zip_limits=zip_limits)
+    """Parse and check one edXML packet whose signature is not verified here: `signature`
+    is the outcome when the caller verified it (otherwise recorded as not checked), and the
+    fields are read from the packet without its comments. Callers that verify should use
+    `read_edxml(verify_edxml(...))`, which reads from the signed content itself."""
+    root = parse_untrusted(data, name=name)
+    return read_edxml(unverified_edxml(root, signature or SignatureOutcome("not checked")),
+                      name=name, tolerant_ids=tolerant_ids, zip_limits=zip_limits)
 
 
-def read_edxml(root: etree._Element, *, name: str = "<edxml>", tolerant_ids: bool = False,
-               signature: SignatureOutcome | None = None,
+def read_edxml(verified: EdxmlVerification, *, name: str = "<edxml>",
+               tolerant_ids: bool = False,
                zip_limits: ZipLimits = DEFAULT_ZIP_LIMITS) -> ParsedEdxml:
-    """As parse_edxml, from a tree the caller parsed safely (once, under its size limit)."""
+    """Check one edXML packet and read it from `verified.tree` (see signature.py), the only
+    tree fields are taken from. Attachments the sender's library zipped are returned
+    unpacked, within `zip_limits` (attachments.py)."""
+    root = verified.tree
     if root.tag != E + "edXML":
         raise EdxmlError(f"root element is <{root.tag}>, not edXML in {EDXML_NS}",
                          packet=name, where="line 1")
@@ -135,7 +152,7 @@ def read_edxml(root: etree._Element, *, name: str = "<edxml>", tolerant_ids: boo
     if len(froms) != 1:
         raise r.fail(mh, f"exactly one From is required, found {len(froms)}")
     sender = r.organization(froms[0])
-    sig = signature or SignatureOutcome("not checked")
+    sig = verified.outcome
     if mh.find(E + "StatusCode") is not None:
         packet = _status(r, mh, sender)
         return ParsedEdxml("status", packet, sig, r.warnings)
@@ -170,7 +187,7 @@ def _status(r: _Reader, mh: etree._Element, sender: Organization) -> StatusPacke
     except ValueError:
         raise r.fail(mh.find(E + "Timestamp"), f"Timestamp {ts!r} is not a time") from None
     staff_el = mh.find(E + "StaffInfo")
-    staff = {etree.QName(c).localname: (c.text or "").strip()
+    staff = {etree.QName(c).localname: full_text(c)
              for c in (staff_el if staff_el is not None else []) if isinstance(c.tag, str)}
     return StatusPacket(sender, rf[0], r.text(mh, "StatusCode"), r.text(mh, "Description"), ts,
                         staff)
@@ -265,7 +282,7 @@ def _document(r: _Reader, root, header, mh, sender: Organization,
         priority=r.text(other, "Priority"), steering_type=r.text(mh, "SteeringType"),
         response_for=[x for x in (_response_for(r, e) for e in mh.findall(E + "ResponseFor"))
                       if x],
-        to_places=[(p.text or "").strip() for p in (places if places is not None else [])
+        to_places=[full_text(p) for p in (places if places is not None else [])
                    if isinstance(p.tag, str)],
         trace=trace, trace_flags=trace_flags, business=business,
         attachments=_attachments(r, root, zip_limits))
@@ -279,8 +296,11 @@ def _attachments(r: _Reader, root, zip_limits: ZipLimits) -> list[Attachment]:
         cid = r.text(att, "ContentId")
         encoded = att.find(E + "ContentTransferEncoded")
         try:
-            data = base64.b64decode("".join((encoded.text or "").split()), validate=True)
-        except (binascii.Error, ValueError, AttributeError):
+            if encoded is None:
+                raise ValueError("no ContentTransferEncoded")
+            data = base64.b64decode("".join("".join(encoded.itertext()).split()),
+                                    validate=True)
+        except (binascii.Error, ValueError):
             raise r.fail(encoded if encoded is not None else att,
                          f"attachment {cid or '?'} is not base64") from None
         declared = r.text(att, "ContentType") or r.text(manifest.get(cid), "ContentType")

@@ -27,7 +27,7 @@ from functools import cached_property
 
 from adapter.config import PeerSection, RouteSection
 from adapter.crypto.keys import load_certificates
-from adapter.edxml import verify_edxml_signature
+from adapter.edxml import unverified_edxml, verify_edxml
 from adapter.edxml.model import ParsedEdxml, SignatureOutcome
 from adapter.edxml.parse import read_edxml
 from adapter.engine.build import EdxmlBuilder
@@ -185,10 +185,11 @@ class AxisInbound:
         try:
             root = parse_untrusted(p.payload, name=name,
                                    max_bytes=self.ctx.settings.inbound.max_packet_bytes)
-            sig = (verify_edxml_signature(root, self.anchors(peer),
-                                          profile=peer.signature_profile)
-                   if peer else SignatureOutcome("untrusted", f"no peer configured for {p.peer}"))
-            parsed = read_edxml(root, name=name, signature=sig,
+            # every field is read from what the signature covers (comments removed)
+            verified = (verify_edxml(root, self.anchors(peer), profile=peer.signature_profile)
+                        if peer else unverified_edxml(root, SignatureOutcome(
+                            "untrusted", f"no peer configured for {p.peer}")))
+            parsed = read_edxml(verified, name=name,
                                 tolerant_ids=bool(peer and peer.tolerant_org_ids))
         except PacketError as exc:
             rnd.outcomes.append(InboundOutcome(p.exchange_id, False, str(exc)))
@@ -200,7 +201,7 @@ class AxisInbound:
                 st.response_for.document_id, st.sender.organ_id, st.status_code,
                 st.description, st.timestamp)
             rnd.outcomes.append(InboundOutcome(
-                p.exchange_id, True, None, sig.outcome, st.response_for.document_id,
+                p.exchange_id, True, None, parsed.signature.outcome, st.response_for.document_id,
                 started=started, duration_ms=ms))
             return
         ok, verdict = parsed.verdict(peer.signature_policy if peer else "reject")

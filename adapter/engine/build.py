@@ -7,13 +7,10 @@ worker loads its key once in its initializer.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-
 from adapter.config import Settings, load_settings
-from adapter.crypto.keys import SigningIdentity, load_identity
+from adapter.crypto.keys import SigningIdentity, configured_identity
 from adapter.crypto.sign import PacketSigner
 from adapter.edxml.build import build_document, build_status, sign_edxml
 from adapter.edxml.model import (
@@ -26,7 +23,7 @@ from adapter.edxml.model import (
     StatusPacket,
 )
 from adapter.edxml.parse import edxml_schema
-from adapter.errors import ConfigError, PacketError
+from adapter.errors import PacketError
 from adapter.kinds import KindRegistry
 from adapter.mapping import MappingSet, PacketHeader, packet_id
 from adapter.mapping.transforms import FIELD_TYPES, VN_TZ, FieldValueError
@@ -35,28 +32,10 @@ from adapter.store.repository import NewExchange
 from adapter.xml.safe import serialize
 from adapter.xml.schema import SchemaRegistry
 
-#: the key each signature algorithm needs, as an operator reads it.
-_KEY_TYPES: dict[str, tuple[type, str]] = {"rsa-sha256": (rsa.RSAPrivateKey, "an RSA"),
-                                           "ecdsa-sha256": (ec.EllipticCurvePrivateKey, "an EC")}
-
 
 def signing_identity(settings: Settings) -> SigningIdentity:
-    """The key and certificate `[signing]` names, checked to suit the configured algorithm:
-    configuration names the key, nothing guesses another file."""
-    s = settings.signing
-    passphrase = os.environ.get(s.key_passphrase_env, "").encode() \
-        if s.key_passphrase_env else None
-    identity = load_identity(settings.path(s.key), settings.path(s.cert),
-                             [settings.path(p) for p in s.chain], passphrase or None)
-    wanted, article = _KEY_TYPES[s.algorithm]
-    if not isinstance(identity.key, wanted):
-        held = next((a for t, a in _KEY_TYPES.values() if isinstance(identity.key, t)),
-                    "another")
-        raise ConfigError(settings.source_file, "signing.key",
-                          f"algorithm {s.algorithm} needs {article} key, but {s.key} holds "
-                          f"{held} key: name a matching key in signing.key and signing.cert "
-                          "(the dev PKI's EC pair is certs/dev/adapter-ec.key and .crt)")
-    return identity
+    """The key (file or token) and certificate `[signing]` names, with its rotation."""
+    return configured_identity(settings)
 
 
 class PacketBuilder:
@@ -80,7 +59,8 @@ class PacketBuilder:
         try:
             tree = self.mappings[record.kind].to_xml(record.data, header)
             self.schemas.check(tree, packet=f"{record.kind} {record.key}")
-            payload = self.signer.sign_bytes(tree, packet=pid)
+            # the key follows the packet's stated creation time (key rotation)
+            payload = self.signer.sign_bytes(tree, packet=pid, at=header.created_at)
         except PacketError as exc:
             return NewExchange(pid, record.kind, record.key, record.version, recipient,
                                error=str(exc))
@@ -133,7 +113,7 @@ class EdxmlBuilder:
                 recipients = []
                 profile = self.profile_for([peer])
             edxml_schema().check(root, packet=f"{record.kind} {key}")
-            payload = serialize(sign_edxml(root, self.identity, profile=profile))
+            payload = serialize(sign_edxml(root, self.identity.at(now), profile=profile))
         except (PacketError, FieldValueError, KeyError, ValueError) as exc:
             return NewExchange(pid, record.kind, key[:80], version, None,
                                error=f"packet {record.kind} {key}: {exc}")

@@ -101,6 +101,9 @@ class Context:
 
     def warm_up(self) -> None:
         """Start the signing workers now (each loads its key once), not on the first batch."""
+        # this process loads the key first: a missing token or a wrong PIN stops the start
+        # here, once (ConfigError, exit 2), not in every worker (nor each PIN try over again)
+        self.builder  # noqa: B018
         n = self.settings.service.sign_workers
         if n > 0:
             from adapter.engine import build

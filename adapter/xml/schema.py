@@ -1,11 +1,17 @@
 """Schema registry: lxml decides valid or invalid fast; xmlschema explains why.
 
 xmlschema is ~100x slower than libxml2, so it runs only after lxml has said "invalid", to
-give the operator a line, a path and a reason per error.
+give the operator a line, a path and a reason per error. It runs on untrusted input before
+any sender or signature gate, and its cost grows much faster than the input (one element
+with 4,000 attributes: over a minute of CPU before its first error), so it explains only
+within a budget: a document small enough in nodes, attributes per element and text, and
+the first `max_errors` errors. Anything beyond is explained by libxml2's own error log,
+and the report says its list is cut.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +23,32 @@ from adapter.errors import SchemaInvalidError
 from adapter.kinds import KINDS, SCHEMAS_DIR, KindRegistry
 
 SCHEMA_DIR = SCHEMAS_DIR
+
+#: errors listed in a report; the rest are counted (libxml2) or left unread (xmlschema).
+MAX_REPORTED_ERRORS = 20
+
+
+@dataclass(frozen=True)
+class DetailBudget:
+    """What the detailed (xmlschema) report may be asked to explain. Real packets use a
+    handful of attributes per element and a few thousand nodes."""
+
+    #: elements plus attributes in the whole document
+    nodes: int = 20_000
+    #: attributes on one element (xmlschema's cost is worse than quadratic in these)
+    attributes_per_element: int = 64
+    #: characters of text and attribute values in the whole document
+    text_chars: int = 4 * 1024 * 1024
+
+
+DEFAULT_BUDGET = DetailBudget()
+
+#: characters of one error's text (a value quoted in it is the sender's, of any length)
+MAX_REASON_CHARS = 300
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 1]}… ({len(text)} characters)"
 
 
 _XSD_PARSER = etree.XMLParser(resolve_entities=False, no_network=True)
@@ -54,12 +86,43 @@ class SchemaIssue:
 class ValidationReport:
     valid: bool
     issues: list[SchemaIssue] = field(default_factory=list)
+    #: more errors exist than `issues` lists
+    truncated: bool = False
+    #: why the detailed engine did not explain the errors ("" when it did)
+    note: str = ""
+
+    def summary(self) -> str:
+        """One line: the count, and whether the list is cut."""
+        n = len(self.issues)
+        if self.truncated:
+            return f"first {n} errors shown, the list is cut"
+        return f"{n} error{'s' if n != 1 else ''}"
+
+
+def over_budget(root: etree._Element, budget: DetailBudget = DEFAULT_BUDGET) -> str | None:
+    """Why `root` is too big to explain in detail, or None. One linear walk."""
+    nodes = chars = 0
+    for el in root.iter():
+        attrs = el.attrib if isinstance(el.tag, str) else {}
+        n = len(attrs)
+        if n > budget.attributes_per_element:
+            name = etree.QName(el).localname
+            return (f"element {name} (line {el.sourceline}) has {n} attributes "
+                    f"(limit {budget.attributes_per_element})")
+        nodes += 1 + n
+        chars += len(el.text or "") + len(el.tail or "") + sum(len(v) for v in attrs.values())
+        if nodes > budget.nodes:
+            return f"more than {budget.nodes} elements and attributes"
+        if chars > budget.text_chars:
+            return f"more than {budget.text_chars} characters of text"
+    return None
 
 
 class SchemaRegistry:
     """Compiled schemas by namespace; build once per process and share."""
 
-    def __init__(self, files: list[Path]) -> None:
+    def __init__(self, files: list[Path], *, budget: DetailBudget = DEFAULT_BUDGET) -> None:
+        self.budget = budget
         self._lxml: dict[str, etree.XMLSchema] = {}
         #: what xmlschema compiles for the detailed report: the file, or a wrapper text.
         self._sources: dict[str, Path | str] = {}
@@ -103,17 +166,33 @@ class SchemaRegistry:
         _, schema = self._schema_for(root)
         return schema.validate(root)
 
-    def report(self, root: etree._Element) -> ValidationReport:
-        """Operator-facing detail: every error with line, path and reason."""
+    def report(self, root: etree._Element, *,
+               max_errors: int = MAX_REPORTED_ERRORS) -> ValidationReport:
+        """Operator-facing detail: the first `max_errors` errors with line, path and reason."""
         ns, schema = self._schema_for(root)
         if schema.validate(root):
             return ValidationReport(True)
+        too_big = over_budget(root, self.budget)
+        if too_big is None:
+            issues = self._explain(ns, root, max_errors + 1)
+            if issues:
+                return ValidationReport(False, issues[:max_errors], len(issues) > max_errors)
+            note = ""  # engines disagree: fall back to libxml2's own words.
+        else:
+            note = f"detailed report skipped: {too_big}; libxml2's errors shown"
+        log = schema.error_log
+        issues = [SchemaIssue(e.line, e.path, _short(e.message, MAX_REASON_CHARS))
+                  for e in itertools.islice(log, max_errors)]
+        return ValidationReport(False, issues, len(log) > max_errors, note)
+
+    def _explain(self, ns: str, root: etree._Element, limit: int) -> list[SchemaIssue]:
+        """At most `limit` errors from xmlschema, read lazily: it stops when we stop."""
         with self._lock:
             rich = self._rich.get(ns)
             if rich is None:
                 rich = self._rich[ns] = _rich_schema(self._sources[ns])
         issues: list[SchemaIssue] = []
-        for err in rich.iter_errors(etree.ElementTree(root)):
+        for err in itertools.islice(rich.iter_errors(etree.ElementTree(root)), limit):
             line = getattr(err, "sourceline", None)
             reason = err.reason or str(err.message)
             value = err.obj if isinstance(err.obj, str | int) else None
@@ -121,11 +200,9 @@ class SchemaRegistry:
             if value is None and elem is not None:
                 value = (elem.text or "").strip() or None
             if value is not None and (elem is None or len(elem) == 0):
-                reason += f" (got {value!r})"
-            issues.append(SchemaIssue(line, err.path, reason))
-        if not issues:  # engines disagree: fall back to libxml2's own words.
-            issues = [SchemaIssue(e.line, e.path, e.message) for e in schema.error_log]
-        return ValidationReport(False, issues)
+                reason += f" (got {_short(str(value), 80)!r})"
+            issues.append(SchemaIssue(line, err.path, _short(reason, MAX_REASON_CHARS)))
+        return issues
 
     def check(self, root: etree._Element, *, packet: str | None = None) -> None:
         """Raise SchemaInvalidError naming the packet and the first error's line and path."""
@@ -134,5 +211,10 @@ class SchemaRegistry:
         report = self.report(root)
         first = report.issues[0]
         where = ", ".join(x for x in (first.line and f"line {first.line}", first.path) if x)
+        details = [str(i) for i in report.issues]
+        if report.note:
+            details.append(report.note)
+        if report.truncated:
+            details.append(f"({report.summary()})")
         raise SchemaInvalidError(f"schema invalid: {first.reason}", packet=packet,
-                                 where=where or None, details=[str(i) for i in report.issues])
+                                 where=where or None, details=details)

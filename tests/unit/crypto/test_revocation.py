@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from adapter.audit.checkpoint import sign_statement, statement
-from adapter.audit.verify import _check_checkpoint
+from adapter.audit.verify import _check_signature
 from adapter.cli.main import main
 from adapter.crypto import devpki, trust
 from adapter.crypto.keys import load_certificates, load_identity
@@ -114,12 +114,13 @@ def test_an_edxml_document_signed_by_a_revoked_signer_is_untrusted(pki, install)
 def test_a_checkpoint_signed_with_a_revoked_key_fails_audit_verification(pki, install):
     install(file_checker(pki))
     ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
-    text = statement(42, "ab" * 32, "2026-11-30T10:00:00+00:00")
-    cp = dict(seq=42, tip_hash="ab" * 32, at="2026-11-30T10:00:00+00:00", statement=text,
+    at = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    text = statement(42, "ab" * 32, at)
+    cp = dict(seq=42, tip_hash="ab" * 32, at=at, statement=text,
               signature=sign_statement(ident, text), cert_pem=ident.cert_pem)
-    assert _check_checkpoint(cp, [anchor_of(pki)]) is None
+    assert _check_signature(cp, (ident.cert,), [anchor_of(pki)]) is None
     devpki.revoke(pki, "adapter", reason="keyCompromise")
-    why = _check_checkpoint(cp, [anchor_of(pki)])
+    why = _check_signature(cp, (ident.cert,), [anchor_of(pki)])
     assert why and "certificate revoked on" in why and "keyCompromise" in why, why
 
 
