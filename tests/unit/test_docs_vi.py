@@ -154,6 +154,14 @@ def test_the_index_lists_every_translation_and_is_nfc():
     assert not unlisted, f"docs/vi/README.md does not link to {unlisted}"
 
 
+def test_every_link_to_a_vietnamese_guide_resolves():
+    broken = [f"{guide.relative_to(REPO).as_posix()} -> vi/{target}"
+              for guide in sorted((REPO / "docs").glob("*.md"))
+              for target in re.findall(r"\]\(vi/([^)#]+)\)", guide.read_text(encoding="utf-8"))
+              if not (VI_DIR / target).is_file()]
+    assert not broken, f"links to missing translations: {broken}"
+
+
 # --- the checker itself, on a throwaway pair ----------------------------------------------
 
 ENGLISH = """# Guide
