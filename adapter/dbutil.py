@@ -28,7 +28,10 @@ NEW_DB_MODE = 0o660
 
 
 class DatabaseUnavailable(AdapterError):
-    """A database file this user cannot use; the message names the file and the fix."""
+    """A database this user cannot use; the message names the file or role and the fix."""
+
+    #: not the exchange's fault: a round that meets it leaves the exchange to be retried.
+    permanent = False
 
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
@@ -55,8 +58,24 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         return engine
     if u.get_backend_name() == "postgresql" and u.get_driver_name() in ("", "psycopg2"):
         u = u.set(drivername="postgresql+psycopg")
-    return create_engine(u, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
-                         isolation_level="READ COMMITTED")
+    engine = create_engine(u, echo=echo, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                           isolation_level="READ COMMITTED")
+    event.listen(engine, "handle_error", _permission_denied)
+    return engine
+
+
+def _permission_denied(ctx) -> None:
+    """A privilege the PostgreSQL role lacks (SQLSTATE 42501) becomes one line naming the
+    role and what was refused, instead of a traceback; anything else is left to SQLAlchemy.
+    (SQLite's file permissions are checked before opening, in prepare_sqlite_file.)"""
+    exc = ctx.original_exception
+    url = ctx.engine.url if ctx.engine is not None else None
+    if getattr(exc, "sqlstate", None) == "42501":
+        first = str(exc).splitlines()[0] if str(exc) else "permission denied"
+        role = url.username if url is not None else "?"
+        raise DatabaseUnavailable(
+            f"the database role {role!r} may not do this: {first} (full packets are for "
+            f"auditors; see 'Who can read the state database' in the operator guide)") from None
 
 
 def prepare_sqlite_file(path: Path) -> None:
