@@ -39,3 +39,24 @@ def header(kind: str, key: str = "K-1", version: int = 1) -> PacketHeader:
 def build_packet(kind: str, record: dict | None = None, key: str = "K-1") -> etree._Element:
     rec = copy.deepcopy(record) if record is not None else sample_record(kind)
     return _MAPPINGS[kind].to_xml(rec, header(kind, key))
+
+
+def install_roles_file(monkeypatch, directory, group: str | None = None, *, mode: int = 0o644):
+    """A system roles file in `directory` naming `group` (default: this process's own group),
+    put where the CLI looks, owned by whoever runs the tests (root in CI)."""
+    import grp
+    import os
+    from pathlib import Path
+
+    import adapter.roles
+
+    d = Path(directory) / "etc-thads-adapter"
+    d.mkdir(mode=0o755, exist_ok=True)
+    d.chmod(0o755)
+    f = d / "roles.toml"
+    name = group if group is not None else grp.getgrgid(os.getgid()).gr_name
+    f.write_text(f'auditor_group = "{name}"\n', encoding="utf-8")
+    f.chmod(mode)
+    monkeypatch.setattr(adapter.roles, "SYSTEM_ROLES_FILE", f)
+    monkeypatch.setattr(adapter.roles, "ROOT_UID", os.getuid())
+    return f

@@ -110,24 +110,12 @@ def cmd_checkpoint(args) -> int:
     return 0
 
 
-def require_auditor(s) -> None:
-    """Full packets (personal data) are for the auditor role: members of the configured OS
-    group. The state database's file permissions (or a read-only PostgreSQL role) keep
-    everyone else out of the raw tables."""
-    import grp
-    import os
+def require_auditor() -> None:
+    """Full packets (personal data) are for auditors, decided by adapter.roles from what the
+    caller cannot change (never by the configuration or the environment)."""
+    from adapter.roles import Roles
 
-    from adapter.errors import AdapterError
-
-    group = s.audit.auditor_group
-    if not group or os.geteuid() == 0:
-        return
-    try:
-        gid = grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise AdapterError(f"auditor group {group!r} does not exist") from None
-    if gid not in os.getgroups() and os.getgid() != gid:
-        raise AdapterError(f"full packets are for auditors: members of group {group!r}")
+    Roles().require_auditor()
 
 
 def cmd_export(args) -> int:
@@ -135,8 +123,8 @@ def cmd_export(args) -> int:
 
     from adapter.audit.bundle import export_bundle
 
+    require_auditor()
     s = settings_of(args)
-    require_auditor(s)
     counts = export_bundle(_engine(s), Path(args.out))
     print(f"{args.out}: {counts.entries} entries, {counts.packets} packets, "
           f"{counts.checkpoints} checkpoints (file mode 0600)")
@@ -169,8 +157,8 @@ def cmd_archive(args) -> int:
     from adapter.engine.build import PacketBuilder
     from adapter.errors import AdapterError
 
+    require_auditor()
     s = settings_of(args)
-    require_auditor(s)
     try:
         r = archive(_engine(s), Path(args.out), PacketBuilder(s).identity,
                     before_seq=args.before)

@@ -401,9 +401,18 @@ class AuditSection(_Section):
     #: with a TSA configured, a checkpoint older than this without a token is a problem for
     #: `audit verify` (a removed token, or an outage that long), not a note.
     tsa_grace_seconds: float = Field(3600.0, gt=0)
-    #: OS group whose members are auditors: only they may export full packets ("" = anyone
-    #: who can read the state database, as in the demo).
-    auditor_group: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_auditor_group_here(cls, data: Any) -> Any:
+        """Who is an auditor is fixed at install (adapter.roles), never by a file or a
+        variable the caller chooses: an old `auditor_group` here is refused, not ignored."""
+        if isinstance(data, dict) and "auditor_group" in data:
+            raise ValueError(
+                "auditor_group is no longer read from the configuration or the environment "
+                "(whoever runs the CLI chooses those): root sets it in "
+                "/etc/thads-adapter/roles.toml (see the auditor guide)")
+        return data
 
 
 class Settings(_Section):

@@ -288,11 +288,13 @@ def _verify_sh(d, pki, *extra):
 
 
 def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
-        logged, config_file, tmp_path, capsys, pki):
+        logged, config_file, tmp_path, capsys, pki, monkeypatch):
     import stat
     import zipfile
 
     from adapter.cli.main import main
+    from tests.helpers import install_roles_file
+    install_roles_file(monkeypatch, tmp_path)  # this process's group is the auditors'
     bundle = tmp_path / "evidence.zip"
     assert main(["--config", str(config_file), "audit", "export", "--out", str(bundle)]) == 0
     out = capsys.readouterr().out
@@ -337,10 +339,12 @@ def test_exported_bundle_passes_the_readme_commands_and_fails_after_one_byte(
 
 
 def test_archiving_keeps_both_parts_verifiable(logged, settings, sim, config_file, tmp_path,
-                                               capsys, pki):
+                                               capsys, pki, monkeypatch):
     import zipfile
 
     from adapter.cli.main import main
+    from tests.helpers import install_roles_file
+    install_roles_file(monkeypatch, tmp_path)  # this process's group is the auditors'
     engine, anchors = logged
     cfg = ["--config", str(config_file)]
     first_cp = _first_checkpoint_seq(engine)
