@@ -49,6 +49,8 @@ class UpgradeResult:
     adopted: bool = False
     #: baseline tables 0.1.0 made only on first use, created while adopting
     created: list[str] = field(default_factory=list)
+    #: what the revisions run had to tell the operator (data they filled in or left out)
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.adopted:
@@ -66,11 +68,10 @@ class UpgradeResult:
 
 def state_metadata() -> MetaData:
     """Every table of the state database: importing the modules that declare them fills
-    StateBase.metadata (checkpoints live with the audit code)."""
+    StateBase.metadata (the evidence tables, checkpoints included, are in evidence.py)."""
     from adapter.store.models import StateBase
 
-    for module in ("adapter.store.evidence", "adapter.audit.checkpoint"):
-        importlib.import_module(module)
+    importlib.import_module("adapter.store.evidence")
     return StateBase.metadata
 
 
@@ -196,7 +197,8 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
     head = head_revision()
     with _database_errors(engine), _migrating(engine) as conn:
         before = _revision_of(conn)
-        adopted, created = False, []
+        created: list[str] = []
+        adopted = False
         if before is None and _state_tables(conn):
             created = _adopt(conn)
             adopted, before = True, None
@@ -204,10 +206,12 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
             raise SchemaVersionError(
                 f"state database is at revision {before}, which this release does not know "
                 f"(its newest is {head}): it was upgraded by a newer release")
-        command.upgrade(_config(conn), "head")
+        cfg = _config(conn)
+        command.upgrade(cfg, "head")
         after = _revision_of(conn)
     assert after == head, f"upgrade ended at {after}, not {head}"
-    return UpgradeResult(before=before, after=head, adopted=adopted, created=created)
+    return UpgradeResult(before=before, after=head, adopted=adopted, created=created,
+                         notes=list(cfg.attributes.get("notes", [])))
 
 
 # ---- adopting a database of release 0.1.0 ---------------------------------------------------
