@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from adapter.crypto.keys import SigningIdentity
@@ -27,6 +27,7 @@ from adapter.store.evidence import GENESIS, Checkpoint, EvidenceHead
 
 __all__ = [
     "Checkpoint",
+    "CheckpointSummary",
     "Statement",
     "checkpoint_in",
     "make_checkpoint",
@@ -34,6 +35,7 @@ __all__ = [
     "stamp_pending",
     "statement",
     "statement_hash",
+    "summary",
 ]
 
 V1 = "thads-adapter evidence checkpoint v1"
@@ -189,3 +191,23 @@ def stamp_pending(engine: Engine, tsa_url: str) -> tuple[int, str | None]:
                 tsa_token=token, stamped_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
         stamped += 1
     return stamped, None
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """Where signing stands, for `status` and the service's checkpoint job."""
+
+    #: the entry the newest checkpoint signs, and when it was signed (0, None: none yet)
+    last_seq: int
+    last_at: str | None
+    #: checkpoints still waiting for their RFC 3161 timestamp
+    unstamped: int
+
+
+def summary(engine: Engine) -> CheckpointSummary:
+    t = Checkpoint.__table__
+    with engine.connect() as c:
+        last = c.execute(select(t.c.seq, t.c.at).order_by(t.c.id.desc()).limit(1)).first()
+        unstamped = c.execute(select(func.count()).select_from(t)
+                              .where(t.c.tsa_token.is_(None))).scalar_one()
+    return CheckpointSummary(last.seq if last else 0, last.at if last else None, unstamped)

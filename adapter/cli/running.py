@@ -45,7 +45,6 @@ def cmd_init(args) -> int:
     from adapter.crypto.devpki import create_dev_pki
     from adapter.dbutil import make_engine
     from adapter.sources.synth import generate
-    from adapter.store.repository import ExchangeStore
 
     s = settings_of(args)
     if args.demo:
@@ -59,8 +58,9 @@ def cmd_init(args) -> int:
                   f"receipts, {totals['judgments']} judgments ({time.perf_counter() - t0:.1f}s)")
         else:
             print("demo enforcement database: already filled")
-    ExchangeStore(make_engine(s.url(s.adapter.state_db))).create_schema()
-    print(f"state database ready: {s.adapter.state_db}")
+    from adapter.cli.db import upgrade_state_db
+
+    upgrade_state_db(s)
     return 0
 
 
@@ -69,9 +69,10 @@ def cmd_run(args) -> int:
     process, whose summary ends the output."""
     import logging
 
-    from adapter.service.runner import run_service
+    from adapter.service.runner import require_schema, run_service
 
     s = settings_of(args)
+    require_schema(s)  # before the simulator starts: a refused service leaves nothing behind
     sim = None
     if s.simulator.embedded and not args.no_simulator:
         from adapter.sim.server import start_child
@@ -141,10 +142,11 @@ def cmd_status(args) -> int:
     from adapter.crypto.keys import load_certificates
     from adapter.dbutil import make_engine
     from adapter.store.repository import ExchangeStore, utcnow
+    from adapter.store.schema_version import require_current
 
     s = settings_of(args)
     store = ExchangeStore(make_engine(s.url(s.adapter.state_db)))
-    store.create_schema()
+    require_current(store.engine)  # `status` reads: it never creates or alters tables
     counts = store.counts()
     oldest = store.oldest_outstanding()
     last = store.last_delivery()
@@ -203,18 +205,11 @@ def cmd_status(args) -> int:
 
 
 def _evidence_summary(store) -> dict | None:
-    from sqlalchemy import func, inspect, select
-
-    from adapter.audit.checkpoint import Checkpoint
+    from adapter.audit import checkpoint
 
     head = store.evidence_entries()
     if head is None:
         return None
-    with store.engine.connect() as c:  # checkpoints: the audit room's table
-        if not inspect(c).has_table("checkpoints"):
-            return dict(entries=head, last_checkpoint=0, last_checkpoint_at=None, unstamped=0)
-        last, at = c.execute(select(Checkpoint.seq, Checkpoint.at)
-                             .order_by(Checkpoint.id.desc()).limit(1)).first() or (0, None)
-        unstamped = c.execute(select(func.count()).where(Checkpoint.tsa_token.is_(None))
-                              ).scalar()
-    return dict(entries=head, last_checkpoint=last, last_checkpoint_at=at, unstamped=unstamped)
+    cps = checkpoint.summary(store.engine)
+    return dict(entries=head, last_checkpoint=cps.last_seq, last_checkpoint_at=cps.last_at,
+                unstamped=cps.unstamped)

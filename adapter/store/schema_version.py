@@ -103,6 +103,13 @@ def known_revisions() -> list[str]:
     return [rev for rev, _ in history()]
 
 
+def _missing_sqlite_file(engine: Engine) -> bool:
+    u = engine.url
+    return (u.get_backend_name() == "sqlite" and bool(u.database)
+            and u.database != ":memory:" and not u.database.startswith("file:")
+            and not Path(u.database).exists())
+
+
 def _where(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 
@@ -138,6 +145,10 @@ def require_current(engine: Engine) -> None:
     """Raise SchemaVersionError (one line, naming the command) unless the database is at
     this release's head revision. The service calls this before it starts anything."""
     head = head_revision()
+    if _missing_sqlite_file(engine):  # looking must not create an empty file
+        raise SchemaVersionError(
+            f"state database {_where(engine)} does not exist yet, this release needs revision "
+            f"{head}: run `thads-adapter init` (or `thads-adapter db upgrade`)")
     with _database_errors(engine), engine.connect() as conn:
         current = _revision_of(conn)
         legacy = current is None and bool(_state_tables(conn))

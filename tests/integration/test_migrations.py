@@ -37,7 +37,7 @@ from adapter.dbutil import make_engine
 from adapter.store import schema_version as sv
 from adapter.store.evidence import EvidenceEntry, EvidenceHead
 from adapter.store.repository import ExchangeStore, NewExchange
-from tests.conftest import ROOT, _pg_bin, write_config
+from tests.conftest import ROOT, _pg_bin, free_port, write_config
 
 FIXTURES = ROOT / "tests" / "fixtures" / "state-db"
 CERTS = FIXTURES / "certs"
@@ -564,6 +564,10 @@ def test_a_database_upgraded_by_a_newer_release_is_refused(db_url):
 
 def test_an_empty_database_is_refused_at_start_and_created_by_db_upgrade(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/var/state.db"
+    with pytest.raises(sv.SchemaVersionError, match="does not exist yet.*`thads-adapter init`"):
+        sv.require_current(make_engine(url))
+    assert not (tmp_path / "var" / "state.db").exists()  # looking did not create it
+    sqlite3.connect(tmp_path / "var" / "state.db").close()
     with pytest.raises(sv.SchemaVersionError, match="has no tables yet.*`thads-adapter init`"):
         sv.require_current(make_engine(url))
     cfg = write_config(tmp_path, CERTS, state_db=url)
@@ -610,3 +614,76 @@ def test_a_draft_of_the_next_revision_has_the_models_changes(tmp_path, monkeypat
     assert f"down_revision = {head!r}" in text
     assert "batch_op.add_column(sa.Column('draft_note', sa.String(length=30)" in text
     assert sv.head_revision() == f"{number:04d}"
+
+
+# ---- who upgrades, who refuses: init, run, status ---------------------------------------------
+
+def thads(cfg, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adapter", "--config", str(cfg), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_init_upgrades_to_head_and_says_what_it_did(db_url, tmp_path, capsys):
+    cfg = write_config(tmp_path, CERTS, state_db=db_url)
+    code, out, err = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0, err
+    assert f"created at revision {sv.head_revision()}" in out
+    code, out, _ = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0 and f"already at revision {sv.head_revision()} (head)" in out
+
+
+def test_init_on_a_release_database_adopts_and_upgrades_it(db_url, tmp_path, capsys):
+    load_release(db_url)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url)
+    code, out, err = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0, err
+    assert "recognised a state database of release 0.1.0" in out
+    assert f"then upgraded to {sv.head_revision()}" in out
+    sv.require_current(make_engine(db_url))
+
+
+def test_the_service_refuses_a_database_that_is_behind_before_anything_starts(db_url,
+                                                                             tmp_path):
+    """One line naming the command, exit 2, no traceback; the embedded simulator is not
+    started (its log line would be a second line) and the database is left as it was."""
+    load_release(db_url)
+    engine = make_engine(db_url)
+    cols = release_columns(engine, (*KEPT, "evidence_blobs"))
+    before = fingerprint(engine, cols)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url, sim_port=free_port(),
+                       sim_embedded=True)
+    r = thads(cfg, "run", "--once")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "was created by release 0.1.0 and has no revision" in line
+    assert line.endswith("run `thads-adapter db upgrade`")
+    assert sv.current_revision(engine) is None and fingerprint(engine, cols) == before
+    assert not has_table(engine, "exchange_recipients")
+
+
+def test_the_service_refuses_a_missing_database_and_does_not_create_it(tmp_path):
+    cfg = write_config(tmp_path, CERTS)
+    r = thads(cfg, "run", "--once")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "does not exist yet" in line and "run `thads-adapter init`" in line
+    assert not (tmp_path / "var" / "state.db").exists()
+
+
+def test_status_reads_only_and_refuses_a_database_that_is_behind(db_url, tmp_path):
+    load_release(db_url)
+    engine = make_engine(db_url)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url, sim_port=free_port())
+    r = thads(cfg, "status")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith("run `thads-adapter db upgrade`")
+    with engine.connect() as c:  # status created no table (it used to, with create_all)
+        assert not {"alembic_version", "exchange_recipients"} & set(inspect(c).get_table_names())
+
+    assert thads(cfg, "db", "upgrade").returncode == 0
+    r = thads(cfg, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["evidence"] == dict(
+        entries=75, last_checkpoint=75, last_checkpoint_at="2026-12-01T00:18:44+00:00",
+        unstamped=0)
