@@ -126,8 +126,8 @@ def numbers(statements: list[str], arch: dict | None) -> list[int]:
 def chain_position(conn: Connection) -> tuple[int, str, int, str]:
     """(number, statement hash, seq, tip) of the newest checkpoint, or where the chain
     of checkpoints starts when there is none (after an archive, or at genesis)."""
-    t = Checkpoint.__table__
-    arch = (evidence.archives(conn) or [None])[-1]
+    t = evidence.table_of(Checkpoint)
+    arch = evidence.latest_archive(conn)
     last = conn.execute(select(t.c.seq, t.c.tip_hash, t.c.statement)
                         .order_by(t.c.id.desc()).limit(1)).first()
     if last is not None:
@@ -145,7 +145,7 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
                   force: bool = False) -> Checkpoint | None:
     """Sign the current tip inside the caller's transaction, unless the newest checkpoint
     covers it already (`force`: sign anyway, e.g. to sign a new archive record)."""
-    h = EvidenceHead.__table__
+    h = evidence.table_of(EvidenceHead)
     q = select(h.c.seq, h.c.hash).where(h.c.id == 1)
     if conn.dialect.name != "sqlite":
         q = q.with_for_update()  # the appenders' lock: one checkpoint number each
@@ -156,13 +156,13 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
     if last_seq >= head.seq and not force:
         return None
     at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    arch = (evidence.archives(conn) or [None])[-1]
+    arch = evidence.latest_archive(conn)
     text = Statement(2, head.seq, head.hash, at, number + 1, last_seq + 1, last_tip, prev,
                      archive_line(arch)).text()
     pem = identity.cert.public_bytes(serialization.Encoding.PEM).decode()
     row = dict(seq=head.seq, tip_hash=head.hash, at=at, statement=text,
                signature=sign_statement(identity, text), cert_pem=pem)
-    conn.execute(insert(Checkpoint.__table__).values(**row))
+    conn.execute(insert(evidence.table_of(Checkpoint)).values(**row))
     return Checkpoint(**row)
 
 
@@ -205,7 +205,7 @@ class CheckpointSummary:
 
 
 def summary(engine: Engine) -> CheckpointSummary:
-    t = Checkpoint.__table__
+    t = evidence.table_of(Checkpoint)
     with engine.connect() as c:
         last = c.execute(select(t.c.seq, t.c.at).order_by(t.c.id.desc()).limit(1)).first()
         unstamped = c.execute(select(func.count()).select_from(t)

@@ -38,8 +38,9 @@ def _state_db(args) -> tuple[str, str]:
 
 def _missing_sqlite_file(url: str) -> bool:
     u = make_url(url)
-    return (u.get_backend_name() == "sqlite" and bool(u.database)
-            and u.database != ":memory:" and not Path(u.database).exists())
+    db = u.database or ""
+    return (u.get_backend_name() == "sqlite" and db not in ("", ":memory:")
+            and not Path(db).exists())
 
 
 def upgrade_state_db(settings: Settings) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 from adapter.cli.common import print_field, print_json, print_table, settings_of
 
@@ -150,7 +151,7 @@ def cmd_status(args) -> int:
     counts = store.counts()
     oldest = store.oldest_outstanding()
     last = store.last_delivery()
-    certs = {}
+    certs: dict[str, float | str] = {}
     for label, path in (("signing", s.signing.cert),
                         *((f"trust anchor {Path(p).name}", p) for p in s.signing.trust_anchors)):
         try:
@@ -159,7 +160,7 @@ def cmd_status(args) -> int:
                                  .total_seconds() / 86400, 1)
         except Exception as exc:
             certs[label] = f"unreadable: {exc}"
-    data = {
+    data: dict[str, Any] = {
         "exchanges": [{"kind": k, "state": st, "count": n}
                       for (k, st), n in sorted(counts.items())],
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,

@@ -105,9 +105,9 @@ def known_revisions() -> list[str]:
 
 def _missing_sqlite_file(engine: Engine) -> bool:
     u = engine.url
-    return (u.get_backend_name() == "sqlite" and bool(u.database)
-            and u.database != ":memory:" and not u.database.startswith("file:")
-            and not Path(u.database).exists())
+    db = u.database or ""
+    return (u.get_backend_name() == "sqlite" and db not in ("", ":memory:")
+            and not db.startswith("file:") and not Path(db).exists())
 
 
 def _where(engine: Engine) -> str:
