@@ -23,6 +23,7 @@ run: $(STAMP)
 ## the whole suite, with the real xmlsec1 and a real PostgreSQL server
 test: system-deps $(STAMP)
 	$(BIN)/ruff check adapter tests bench
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 ## Debian packages the tests need: the xmlsec1 reference binary, a PostgreSQL server and

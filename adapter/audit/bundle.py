@@ -135,7 +135,7 @@ def export_bundle(engine: Engine, out: Path, *, to_seq: int | None = None) -> Bu
                 signed.write(f"packets/{sha}.xml {root}\n")
         counts.digests, counts.packets = tuple(written), len(written)
         lo = entries[0]["seq"] if entries else 0
-        arch = (evidence.archives(c) or [None])[-1] \
+        arch = evidence.latest_archive(c) \
             if evidence.has_tables(c, "evidence_archives") else None
         cps = evidence.checkpoints(c)
         nums = numbers([cp["statement"] for cp in cps], arch)
@@ -218,7 +218,7 @@ def archive(engine: Engine, out: Path, identity: SigningIdentity, *,
     archive and sign the record with a new checkpoint, in one transaction. The chain goes
     on from the archived tip, so what remains still verifies."""
     with engine.connect() as c:
-        arch = (evidence.archives(c) or [None])[-1]
+        arch = evidence.latest_archive(c)
         cps = evidence.checkpoints(c)
         nums = numbers([cp["statement"] for cp in cps], arch)
         at = [(cp, n) for cp, n in zip(cps, nums, strict=True) if cp["seq"] <= before_seq]

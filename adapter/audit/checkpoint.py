@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from adapter.crypto.keys import SigningIdentity
@@ -27,6 +27,7 @@ from adapter.store.evidence import GENESIS, Checkpoint, EvidenceHead
 
 __all__ = [
     "Checkpoint",
+    "CheckpointSummary",
     "Statement",
     "checkpoint_in",
     "make_checkpoint",
@@ -34,6 +35,7 @@ __all__ = [
     "stamp_pending",
     "statement",
     "statement_hash",
+    "summary",
 ]
 
 V1 = "thads-adapter evidence checkpoint v1"
@@ -124,8 +126,8 @@ def numbers(statements: list[str], arch: dict | None) -> list[int]:
 def chain_position(conn: Connection) -> tuple[int, str, int, str]:
     """(number, statement hash, seq, tip) of the newest checkpoint, or where the chain
     of checkpoints starts when there is none (after an archive, or at genesis)."""
-    t = Checkpoint.__table__
-    arch = (evidence.archives(conn) or [None])[-1]
+    t = evidence.table_of(Checkpoint)
+    arch = evidence.latest_archive(conn)
     last = conn.execute(select(t.c.seq, t.c.tip_hash, t.c.statement)
                         .order_by(t.c.id.desc()).limit(1)).first()
     if last is not None:
@@ -143,7 +145,7 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
                   force: bool = False) -> Checkpoint | None:
     """Sign the current tip inside the caller's transaction, unless the newest checkpoint
     covers it already (`force`: sign anyway, e.g. to sign a new archive record)."""
-    h = EvidenceHead.__table__
+    h = evidence.table_of(EvidenceHead)
     q = select(h.c.seq, h.c.hash).where(h.c.id == 1)
     if conn.dialect.name != "sqlite":
         q = q.with_for_update()  # the appenders' lock: one checkpoint number each
@@ -156,13 +158,13 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
     now = dt.datetime.now(dt.UTC)
     at = now.isoformat(timespec="seconds")
     identity = identity.at(now)  # a rotation: the key that is current at this moment
-    arch = (evidence.archives(conn) or [None])[-1]
+    arch = evidence.latest_archive(conn)
     text = Statement(2, head.seq, head.hash, at, number + 1, last_seq + 1, last_tip, prev,
                      archive_line(arch)).text()
     pem = identity.cert.public_bytes(serialization.Encoding.PEM).decode()
     row = dict(seq=head.seq, tip_hash=head.hash, at=at, statement=text,
                signature=sign_statement(identity, text), cert_pem=pem)
-    conn.execute(insert(Checkpoint.__table__).values(**row))
+    conn.execute(insert(evidence.table_of(Checkpoint)).values(**row))
     return Checkpoint(**row)
 
 
@@ -191,3 +193,23 @@ def stamp_pending(engine: Engine, tsa_url: str) -> tuple[int, str | None]:
                 tsa_token=token, stamped_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
         stamped += 1
     return stamped, None
+
+
+@dataclass(frozen=True)
+class CheckpointSummary:
+    """Where signing stands, for `status` and the service's checkpoint job."""
+
+    #: the entry the newest checkpoint signs, and when it was signed (0, None: none yet)
+    last_seq: int
+    last_at: str | None
+    #: checkpoints still waiting for their RFC 3161 timestamp
+    unstamped: int
+
+
+def summary(engine: Engine) -> CheckpointSummary:
+    t = evidence.table_of(Checkpoint)
+    with engine.connect() as c:
+        last = c.execute(select(t.c.seq, t.c.at).order_by(t.c.id.desc()).limit(1)).first()
+        unstamped = c.execute(select(func.count()).select_from(t)
+                              .where(t.c.tsa_token.is_(None))).scalar_one()
+    return CheckpointSummary(last.seq if last else 0, last.at if last else None, unstamped)

@@ -18,7 +18,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine, make_url
 
@@ -246,8 +246,8 @@ def _check_checkpoints(c: Connection, rep: Report, cps: list[dict], arch: dict |
             st = None
         if st is not None and (st.seq, st.tip, st.at) != (cp["seq"], cp["tip_hash"], cp["at"]):
             why = why or "forged checkpoint: its statement does not say what its fields say"
-        if why or st is None:
-            rep.problems.append(Problem(cp["seq"], "checkpoint", why))
+        if why is not None or st is None:
+            rep.problems.append(Problem(cp["seq"], "checkpoint", why or ""))
             continue
         if st.version == 1:
             v1_count += 1
@@ -370,8 +370,10 @@ def _check_signature(cp: dict, signers: tuple[x509.Certificate, ...],
         key = cert.public_key()
         if isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(sig, cp["statement"].encode(), ec.ECDSA(hashes.SHA256()))
-        else:
+        elif isinstance(key, rsa.RSAPublicKey):
             key.verify(sig, cp["statement"].encode(), padding.PKCS1v15(), hashes.SHA256())
+        else:  # what checkpoint.sign_statement never makes
+            raise TypeError(f"a {type(key).__name__} cannot sign checkpoints")
     except (ValueError, TypeError, InvalidSignature):
         return "forged checkpoint: the signature does not verify"
     if not pinned(cert, signers):

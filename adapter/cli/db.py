@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import make_url
 
 from adapter.cli.common import print_field, settings_of
+
+if TYPE_CHECKING:
+    from adapter.config import Settings
 
 EXIT_OK, EXIT_BEHIND = 0, 1
 
@@ -34,21 +38,31 @@ def _state_db(args) -> tuple[str, str]:
 
 def _missing_sqlite_file(url: str) -> bool:
     u = make_url(url)
-    return (u.get_backend_name() == "sqlite" and bool(u.database)
-            and u.database != ":memory:" and not Path(u.database).exists())
+    db = u.database or ""
+    return (u.get_backend_name() == "sqlite" and db not in ("", ":memory:")
+            and not Path(db).exists())
 
 
-def cmd_upgrade(args) -> int:
+def upgrade_state_db(settings: Settings) -> None:
+    """Bring the state database to head and say what was done (`init`, `db upgrade`): one
+    line, then whatever the revisions had to tell the operator."""
     from adapter.dbutil import make_engine
     from adapter.store.schema_version import upgrade_to_head
 
-    url, shown = _state_db(args)
+    url = settings.url(settings.adapter.state_db)
     engine = make_engine(url)
     try:
         result = upgrade_to_head(engine)
     finally:
         engine.dispose()
-    print(f"state database {shown}: {result.describe()}")
+    print(f"state database {make_url(url).render_as_string(hide_password=True)}: "
+          f"{result.describe()}")
+    for note in result.notes:
+        print(f"  {note}")
+
+
+def cmd_upgrade(args) -> int:
+    upgrade_state_db(settings_of(args))
     return EXIT_OK
 
 

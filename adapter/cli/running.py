@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import Any
 
 from adapter.cli.common import print_field, print_json, print_table, settings_of
 
@@ -45,7 +46,6 @@ def cmd_init(args) -> int:
     from adapter.crypto.devpki import create_dev_pki
     from adapter.dbutil import make_engine
     from adapter.sources.synth import generate
-    from adapter.store.repository import ExchangeStore
 
     s = settings_of(args)
     if args.demo:
@@ -59,8 +59,9 @@ def cmd_init(args) -> int:
                   f"receipts, {totals['judgments']} judgments ({time.perf_counter() - t0:.1f}s)")
         else:
             print("demo enforcement database: already filled")
-    ExchangeStore(make_engine(s.url(s.adapter.state_db))).create_schema()
-    print(f"state database ready: {s.adapter.state_db}")
+    from adapter.cli.db import upgrade_state_db
+
+    upgrade_state_db(s)
     return 0
 
 
@@ -69,9 +70,10 @@ def cmd_run(args) -> int:
     process, whose summary ends the output."""
     import logging
 
-    from adapter.service.runner import run_service
+    from adapter.service.runner import require_schema, run_service
 
     s = settings_of(args)
+    require_schema(s)  # before the simulator starts: a refused service leaves nothing behind
     sim = None
     if s.simulator.embedded and not args.no_simulator:
         from adapter.sim.server import start_child
@@ -141,14 +143,15 @@ def cmd_status(args) -> int:
     from adapter.crypto.keys import load_certificates
     from adapter.dbutil import make_engine
     from adapter.store.repository import ExchangeStore, utcnow
+    from adapter.store.schema_version import require_current
 
     s = settings_of(args)
     store = ExchangeStore(make_engine(s.url(s.adapter.state_db)))
-    store.create_schema()
+    require_current(store.engine)  # `status` reads: it never creates or alters tables
     counts = store.counts()
     oldest = store.oldest_outstanding()
     last = store.last_delivery()
-    certs = {}
+    certs: dict[str, float | str] = {}
     for label, path in (("signing", s.signing.cert),
                         *((f"trust anchor {Path(p).name}", p) for p in s.signing.trust_anchors)):
         try:
@@ -157,7 +160,7 @@ def cmd_status(args) -> int:
                                  .total_seconds() / 86400, 1)
         except Exception as exc:
             certs[label] = f"unreadable: {exc}"
-    data = {
+    data: dict[str, Any] = {
         "exchanges": [{"kind": k, "state": st, "count": n}
                       for (k, st), n in sorted(counts.items())],
         "oldest_pending_seconds": (utcnow() - oldest).total_seconds() if oldest else None,
@@ -203,18 +206,11 @@ def cmd_status(args) -> int:
 
 
 def _evidence_summary(store) -> dict | None:
-    from sqlalchemy import func, inspect, select
-
-    from adapter.audit.checkpoint import Checkpoint
+    from adapter.audit import checkpoint
 
     head = store.evidence_entries()
     if head is None:
         return None
-    with store.engine.connect() as c:  # checkpoints: the audit room's table
-        if not inspect(c).has_table("checkpoints"):
-            return dict(entries=head, last_checkpoint=0, last_checkpoint_at=None, unstamped=0)
-        last, at = c.execute(select(Checkpoint.seq, Checkpoint.at)
-                             .order_by(Checkpoint.id.desc()).limit(1)).first() or (0, None)
-        unstamped = c.execute(select(func.count()).where(Checkpoint.tsa_token.is_(None))
-                              ).scalar()
-    return dict(entries=head, last_checkpoint=last, last_checkpoint_at=at, unstamped=unstamped)
+    cps = checkpoint.summary(store.engine)
+    return dict(entries=head, last_checkpoint=cps.last_seq, last_checkpoint_at=cps.last_at,
+                unstamped=cps.unstamped)

@@ -121,25 +121,23 @@ class Service:
 
     def _checkpoint_job(self, force: bool = False) -> None:
         """Sign the chain's tip when enough time or enough entries have passed."""
-        from sqlalchemy import func, select
-
-        from adapter.audit.checkpoint import Checkpoint, make_checkpoint, stamp_pending
+        from adapter.audit import checkpoint
 
         a = self.settings.audit
         try:
             head = self.ctx.store.evidence_entries()
-            with self.ctx.state_engine.connect() as c:  # the audit room's table
-                last = c.execute(select(func.max(Checkpoint.seq), func.max(Checkpoint.at))
-                                 ).first() if _has_table(c, "checkpoints") else (None, None)
             if not head:
                 return
-            due = force or last[0] is None or head - (last[0] or 0) >= a.checkpoint_entries \
-                or (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last[1])
+            last = checkpoint.summary(self.ctx.state_engine)
+            due = force or last.last_at is None \
+                or head - last.last_seq >= a.checkpoint_entries \
+                or (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(last.last_at)
                     ).total_seconds() >= a.checkpoint_seconds
-            if due and make_checkpoint(self.ctx.state_engine, self.ctx.builder.identity):
+            if due and checkpoint.make_checkpoint(self.ctx.state_engine,
+                                                  self.ctx.builder.identity):
                 log.info("evidence checkpoint signed at entry %d", head)
             if a.tsa_url:
-                stamped, error = stamp_pending(self.ctx.state_engine, a.tsa_url)
+                stamped, error = checkpoint.stamp_pending(self.ctx.state_engine, a.tsa_url)
                 if error:
                     log.warning("timestamp authority: %s; checkpoints wait for their stamp "
                                 "(traffic goes on)", error)
@@ -267,13 +265,27 @@ class RunResult:
     elapsed: float
 
 
+def require_schema(settings: Settings) -> None:
+    """Refuse to start on a state database that is not at this release's revision
+    (SchemaVersionError: one line naming the command to run, exit 2). The service never
+    creates or alters tables: `init` and `db upgrade` do."""
+    from adapter.dbutil import make_engine
+    from adapter.store.schema_version import require_current
+
+    engine = make_engine(settings.url(settings.adapter.state_db))
+    try:
+        require_current(engine)
+    finally:
+        engine.dispose()
+
+
 def run_service(settings: Settings, *, once: bool = False,
                 until_idle: bool = False) -> RunResult:
     """Entry point behind `thads-adapter run` (the CLI starts the demo's simulator)."""
+    require_schema(settings)
     lock = InstanceLock(settings.url(settings.adapter.state_db)).acquire()
     ctx = Context(settings)
     try:
-        ctx.store.create_schema()
         if lock.exclusive:
             released = ctx.store.release_leases()
             if released:
@@ -287,8 +299,3 @@ def run_service(settings: Settings, *, once: bool = False,
     finally:
         ctx.close()
         lock.release()
-
-
-def _has_table(conn, name: str) -> bool:
-    from sqlalchemy import inspect
-    return inspect(conn).has_table(name)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lxml import etree
 
@@ -34,6 +35,10 @@ from adapter.sim.court import CourtDesk
 from adapter.sim.store import SimStore, Stored
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
+
+if TYPE_CHECKING:
+    from adapter.sim.crl import CrlDesk
+    from adapter.sim.tsa import TimestampAuthority
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 TNS = "urn:thads-adapter:lgsp:1"
@@ -88,8 +93,9 @@ class SimulatorApp:
                  axis: AxisDesk | None = None) -> None:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
         self.axis = axis
-        self.tsa = None  # set by build_app when the dev PKI has a TSA key
-        self.crl = None  # a CrlDesk, set by build_app: the dev CA's CRL
+        #: set by build_app: the TSA when the dev PKI has its key, the dev CA's CRL desk
+        self.tsa: TimestampAuthority | None = None
+        self.crl: CrlDesk | None = None
         self.faults = faults or Faults()
         self._rng = random.Random(self.faults.seed)
         self._rng_lock = threading.Lock()

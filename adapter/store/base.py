@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from adapter.dbutil import is_sqlite
-from adapter.store.models import StateBase
+
+if TYPE_CHECKING:
+    from adapter.store.schema_version import UpgradeResult
 
 
 def utcnow() -> dt.datetime:
@@ -24,5 +27,9 @@ class StoreBase:
         self.evidence = evidence
         self._insert = (sqlite.insert if is_sqlite(engine) else postgresql.insert)
 
-    def create_schema(self) -> None:
-        StateBase.metadata.create_all(self.engine)
+    def create_schema(self) -> UpgradeResult:
+        """Bring the state database to this release's revision through its migrations
+        (what `init` does), so tests and tools get the schema the service will find."""
+        from adapter.store.schema_version import upgrade_to_head
+
+        return upgrade_to_head(self.engine)

@@ -17,13 +17,14 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     DateTime,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     delete,
     func,
@@ -100,11 +101,16 @@ class Event:
     content_sha256: str | None = None
 
 
+def table_of(model: type[StateBase]) -> Table:
+    """A model's table, typed as the Table it is (the declarative base types it loosely)."""
+    return cast(Table, model.__table__)
+
+
 def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> None:
     """Append events to the chain inside the caller's transaction."""
     if not enabled or not events:
         return
-    head_t = EvidenceHead.__table__
+    head_t = table_of(EvidenceHead)
     q = select(head_t.c.seq, head_t.c.hash).where(head_t.c.id == 1)
     if conn.dialect.name != "sqlite":
         q = q.with_for_update()
@@ -112,10 +118,12 @@ def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> No
     if head is None:
         conn.execute(insert(head_t).values(id=1, seq=0, hash=GENESIS,
                                            updated_at=dt.datetime.now(dt.UTC)))
-        head = (0, GENESIS)  # our own insert: no one else can append before we commit
-    seq, prev = head[0], head[1]
+        seq, start = 0, GENESIS  # our own insert: no one else can append before we commit
+    else:
+        seq, start = head[0], head[1]
+    prev = start
     now = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ev in events:
         seq += 1
         digest = ev.content_sha256
@@ -127,9 +135,9 @@ def append(conn: Connection, events: list[Event], *, enabled: bool = True) -> No
                    detail=json.dumps(ev.detail, sort_keys=True, ensure_ascii=False,
                                      default=str) if ev.detail else None)
         prev = row["entry_hash"] = entry_hash(prev, row)
-        row["prev_hash"] = rows[-1]["entry_hash"] if rows else head[1]
+        row["prev_hash"] = rows[-1]["entry_hash"] if rows else start
         rows.append(row)
-    conn.execute(insert(EvidenceEntry.__table__), rows)
+    conn.execute(insert(table_of(EvidenceEntry)), rows)
     conn.execute(update(head_t).where(head_t.c.id == 1).values(
         seq=seq, hash=prev, updated_at=dt.datetime.now(dt.UTC)))
 
@@ -177,7 +185,7 @@ def has_tables(conn: Connection, *names: str) -> bool:
 
 
 def head(conn: Connection) -> tuple[int, str] | None:
-    h = EvidenceHead.__table__
+    h = table_of(EvidenceHead)
     row = conn.execute(select(h.c.seq, h.c.hash).where(h.c.id == 1)).first()
     return (row[0], row[1]) if row else None
 
@@ -185,7 +193,7 @@ def head(conn: Connection) -> tuple[int, str] | None:
 def entries(conn: Connection, *, after: int = 0, upto: int | None = None,
             limit: int | None = None) -> list[dict[str, Any]]:
     """Entries after `after` (and up to `upto`), in sequence order, as dicts."""
-    t = EvidenceEntry.__table__
+    t = table_of(EvidenceEntry)
     q = select(t).where(t.c.seq > after).order_by(t.c.seq)
     if upto is not None:
         q = q.where(t.c.seq <= upto)
@@ -195,19 +203,19 @@ def entries(conn: Connection, *, after: int = 0, upto: int | None = None,
 
 
 def entry_hash_at(conn: Connection, seq: int) -> str | None:
-    t = EvidenceEntry.__table__
+    t = table_of(EvidenceEntry)
     return conn.execute(select(t.c.entry_hash).where(t.c.seq == seq)).scalar()
 
 
 def seq_with_hash(conn: Connection, hash_: str) -> int | None:
-    t = EvidenceEntry.__table__
+    t = table_of(EvidenceEntry)
     return conn.execute(select(t.c.seq).where(t.c.entry_hash == hash_).limit(1)).scalar()
 
 
 def packet_bytes(conn: Connection, digests: Iterable[str]) -> dict[str, bytes]:
     """The stored packets with these SHA-256 digests (from `packets`, the one copy);
     archived (emptied) payloads are left out."""
-    p = Packet.__table__
+    p = table_of(Packet)
     want = sorted(set(digests))
     found: dict[str, bytes] = {}
     for i in range(0, len(want), 500):
@@ -219,13 +227,19 @@ def packet_bytes(conn: Connection, digests: Iterable[str]) -> dict[str, bytes]:
 
 
 def checkpoints(conn: Connection) -> list[dict[str, Any]]:
-    t = Checkpoint.__table__
+    t = table_of(Checkpoint)
     return [dict(r._mapping) for r in conn.execute(select(t).order_by(t.c.id))]
 
 
 def archives(conn: Connection) -> list[dict[str, Any]]:
-    t = EvidenceArchive.__table__
+    t = table_of(EvidenceArchive)
     return [dict(r._mapping) for r in conn.execute(select(t).order_by(t.c.id))]
+
+
+def latest_archive(conn: Connection) -> dict[str, Any] | None:
+    """The newest archive record: the chain goes on from its tip (None: never archived)."""
+    rows = archives(conn)
+    return rows[-1] if rows else None
 
 
 def record_archive(conn: Connection, *, seq_to: int, tip_hash: str, bundle: str,
@@ -237,9 +251,9 @@ def record_archive(conn: Connection, *, seq_to: int, tip_hash: str, bundle: str,
     A payload is freed (emptied to zero bytes, its sha256 kept) when the bundle holds it
     (`bundled`: its SHA-256 digests), its exchange is final (delivered or cancelled: never
     sent or imported again), and no entry left in the log names its bytes or exchange."""
-    t, p, x = EvidenceEntry.__table__, Packet.__table__, Exchange.__table__
+    t, p, x = table_of(EvidenceEntry), table_of(Packet), table_of(Exchange)
     conn.execute(delete(t).where(t.c.seq <= seq_to))
-    conn.execute(delete(Checkpoint.__table__).where(Checkpoint.seq <= seq_to))
+    conn.execute(delete(table_of(Checkpoint)).where(Checkpoint.seq <= seq_to))
     live_sha = select(t.c.content_sha256).where(t.c.content_sha256.is_not(None))
     live_ex = select(t.c.exchange_id).where(t.c.exchange_id.is_not(None))
     final = select(x.c.packet_id).where(x.c.state.in_([str(s) for s in FINAL]),
@@ -250,7 +264,7 @@ def record_archive(conn: Connection, *, seq_to: int, tip_hash: str, bundle: str,
             p.c.sha256.in_(digests[i:i + 500]), p.c.packet_id.in_(final),
             p.c.sha256.not_in(live_sha), func.length(p.c.payload) > 0
         ).values(payload=b"")).rowcount or 0
-    conn.execute(insert(EvidenceArchive.__table__).values(
+    conn.execute(insert(table_of(EvidenceArchive)).values(
         seq_to=seq_to, tip_hash=tip_hash, bundle=bundle, bundle_sha256=bundle_sha256,
         at=dt.datetime.now(dt.UTC).replace(tzinfo=None), checkpoint_number=checkpoint_number,
         checkpoint_hash=checkpoint_hash))

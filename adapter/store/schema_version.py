@@ -49,6 +49,8 @@ class UpgradeResult:
     adopted: bool = False
     #: baseline tables 0.1.0 made only on first use, created while adopting
     created: list[str] = field(default_factory=list)
+    #: what the revisions run had to tell the operator (data they filled in or left out)
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         if self.adopted:
@@ -66,11 +68,10 @@ class UpgradeResult:
 
 def state_metadata() -> MetaData:
     """Every table of the state database: importing the modules that declare them fills
-    StateBase.metadata (checkpoints live with the audit code)."""
+    StateBase.metadata (the evidence tables, checkpoints included, are in evidence.py)."""
     from adapter.store.models import StateBase
 
-    for module in ("adapter.store.evidence", "adapter.audit.checkpoint"):
-        importlib.import_module(module)
+    importlib.import_module("adapter.store.evidence")
     return StateBase.metadata
 
 
@@ -100,6 +101,13 @@ def history() -> list[tuple[str, str]]:
 
 def known_revisions() -> list[str]:
     return [rev for rev, _ in history()]
+
+
+def _missing_sqlite_file(engine: Engine) -> bool:
+    u = engine.url
+    db = u.database or ""
+    return (u.get_backend_name() == "sqlite" and db not in ("", ":memory:")
+            and not db.startswith("file:") and not Path(db).exists())
 
 
 def _where(engine: Engine) -> str:
@@ -137,6 +145,10 @@ def require_current(engine: Engine) -> None:
     """Raise SchemaVersionError (one line, naming the command) unless the database is at
     this release's head revision. The service calls this before it starts anything."""
     head = head_revision()
+    if _missing_sqlite_file(engine):  # looking must not create an empty file
+        raise SchemaVersionError(
+            f"state database {_where(engine)} does not exist yet, this release needs revision "
+            f"{head}: run `thads-adapter init` (or `thads-adapter db upgrade`)")
     with _database_errors(engine), engine.connect() as conn:
         current = _revision_of(conn)
         legacy = current is None and bool(_state_tables(conn))
@@ -196,7 +208,8 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
     head = head_revision()
     with _database_errors(engine), _migrating(engine) as conn:
         before = _revision_of(conn)
-        adopted, created = False, []
+        created: list[str] = []
+        adopted = False
         if before is None and _state_tables(conn):
             created = _adopt(conn)
             adopted, before = True, None
@@ -204,10 +217,12 @@ def upgrade_to_head(engine: Engine) -> UpgradeResult:
             raise SchemaVersionError(
                 f"state database is at revision {before}, which this release does not know "
                 f"(its newest is {head}): it was upgraded by a newer release")
-        command.upgrade(_config(conn), "head")
+        cfg = _config(conn)
+        command.upgrade(cfg, "head")
         after = _revision_of(conn)
     assert after == head, f"upgrade ended at {after}, not {head}"
-    return UpgradeResult(before=before, after=head, adopted=adopted, created=created)
+    return UpgradeResult(before=before, after=head, adopted=adopted, created=created,
+                         notes=list(cfg.attributes.get("notes", [])))
 
 
 # ---- adopting a database of release 0.1.0 ---------------------------------------------------

@@ -4,6 +4,7 @@ evidence chain and checkpoints intact, and a database that is behind is refused 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -15,7 +16,20 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Index, MetaData, String, column, func, inspect, select, table
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Index,
+    MetaData,
+    String,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from adapter.cli.main import main
@@ -23,14 +37,13 @@ from adapter.dbutil import make_engine
 from adapter.store import schema_version as sv
 from adapter.store.evidence import EvidenceEntry, EvidenceHead
 from adapter.store.repository import ExchangeStore, NewExchange
-from tests.conftest import ROOT, _pg_bin, write_config
+from tests.conftest import ROOT, _pg_bin, free_port, write_config
 
 FIXTURES = ROOT / "tests" / "fixtures" / "state-db"
 CERTS = FIXTURES / "certs"
 #: what release 0.1.0 kept; its rows must come through an upgrade unchanged
 KEPT = ("exchanges", "packets", "attempts", "operator_actions", "cursors", "breakers",
-        "status_reports", "evidence", "evidence_blobs", "evidence_head", "evidence_archives",
-        "checkpoints")
+        "status_reports", "evidence", "evidence_head", "evidence_archives", "checkpoints")
 
 
 def plain(url: str) -> str:
@@ -60,10 +73,30 @@ def fingerprint(engine, columns: dict[str, list[str]]) -> dict[str, tuple[int, s
     return out
 
 
-def release_columns(engine) -> dict[str, list[str]]:
+def release_columns(engine, tables=KEPT) -> dict[str, list[str]]:
     with engine.connect() as c:
         ins = inspect(c)
-        return {t: [col["name"] for col in ins.get_columns(t)] for t in KEPT}
+        return {t: [col["name"] for col in ins.get_columns(t)] for t in tables}
+
+
+def evidence_blobs(engine) -> dict[str, bytes]:
+    with engine.connect() as c:
+        return {sha: bytes(content) for sha, content in c.execute(select(
+            table("evidence_blobs", column("sha256"), column("content"))))}
+
+
+def packet_bytes(engine) -> dict[str, set[bytes]]:
+    out: dict[str, set[bytes]] = {}
+    with engine.connect() as c:
+        for sha, payload in c.execute(select(table("packets", column("sha256"),
+                                                   column("payload")))):
+            out.setdefault(sha, set()).add(bytes(payload))
+    return out
+
+
+def has_table(engine, name: str) -> bool:
+    with engine.connect() as c:
+        return inspect(c).has_table(name)
 
 
 def cli(*args: str, capsys) -> tuple[int, str, str]:
@@ -165,6 +198,8 @@ def test_a_release_0_1_0_database_upgrades_with_exchanges_evidence_and_checkpoin
     before = fingerprint(engine, cols)
     assert before["exchanges"][0] == 30 and before["evidence"][0] == 75
     assert before["checkpoints"][0] == 3
+    blobs = evidence_blobs(engine)
+    assert len(blobs) == 30
 
     result = sv.upgrade_to_head(engine)
 
@@ -174,6 +209,13 @@ def test_a_release_0_1_0_database_upgrades_with_exchanges_evidence_and_checkpoin
     sv.require_current(engine)
     assert fingerprint(engine, cols) == before
     assert schema_differences(engine, sv.state_metadata()) == []
+    # the second copy of the packet bytes is gone, the one left holds every blob's bytes
+    assert not has_table(engine, "evidence_blobs")
+    kept = packet_bytes(engine)
+    assert all(kept.get(sha) == {content} for sha, content in blobs.items())
+    with engine.connect() as c:  # no document was sent: no recipients; archives: none
+        assert c.execute(select(func.count()).select_from(
+            table("exchange_recipients"))).scalar() == 0
 
     cfg = write_config(tmp_path, CERTS, state_db=db_url)
     code, out, err = cli("--config", str(cfg), "audit", "verify", "--json", capsys=capsys)
@@ -205,6 +247,181 @@ def test_the_upgraded_release_database_takes_new_exchanges_and_evidence(db_url):
             == top + 1
         head = c.execute(select(EvidenceHead.seq)).scalar()
         assert c.execute(select(func.count()).select_from(EvidenceEntry)).scalar() == head > 75
+
+
+# ---- revision 0002: recipients as rows, packet bytes stored once -----------------------------
+
+SENDER = "000.00.00.G15"
+FIVE = ["000.00.00.G22", "000.00.00.H41", "000.00.00.A01", "000.00.00.B02", "000.00.00.C03"]
+
+
+def at_baseline(url: str):
+    """A database at revision 0001 (release 0.1.0's schema, revision recorded)."""
+    from alembic import command
+
+    engine = make_engine(url)
+    with engine.begin() as c:
+        command.upgrade(sv._config(c), sv.BASELINE)
+    return engine
+
+
+def sent_document(recipients: list[str]) -> bytes:
+    """An edXML document to `recipients`, as the adapter builds it (unsigned: the
+    migration reads its addressees only)."""
+    from adapter.edxml import build_document
+    from adapter.edxml.model import EdocDocument, Organization
+    from adapter.xml.safe import serialize
+
+    return serialize(build_document(EdocDocument(
+        sender=Organization(SENDER, "Bộ Tư pháp", "", "58-60 Trần Phú, Hà Nội"),
+        recipients=[Organization(o, o, "", "Hà Nội") for o in recipients],
+        document_id=f"{SENDER},2026/11/20,125/QĐ-CTHADS", code_number="125",
+        code_notation="QĐ-CTHADS", place="Hà Nội", promulgation_date="2026/11/20",
+        doc_type="1", type_detail="", type_name="Quyết định", subject="Quyết định số 125",
+        content="Thi hành bản án", signer_competence="KT. CỤC TRƯỞNG",
+        signer_position="Phó Cục trưởng", signer_name="Nguyễn Văn An", due_date="",
+        priority="1", steering_type="", trace=[(SENDER, "2026/11/20 09:00:00")])))
+
+
+T0 = dt.datetime(2026, 11, 20, 9, 0, 0)
+
+
+def add_exchange(c, ex_id: int, *, kind: str = "edoc", direction: str = "out",
+                 peer: str | None = None, payload: bytes | None = None) -> None:
+    """An exchange as release 0.1.0 wrote it: recipients comma-joined, cut at 40."""
+    pid = f"00000000-0000-4000-8000-{ex_id:012d}"
+    c.execute(insert(table(
+        "exchanges", *map(column, (
+            "id", "packet_id", "kind", "route", "direction", "peer", "source_key",
+            "source_version", "state", "attempts", "created_at", "updated_at",
+            "attempts_at_replay")))).values(
+        id=ex_id, packet_id=pid, kind=kind, route=f"{kind}-{direction}", direction=direction,
+        peer=peer, source_key=f"K{ex_id}", source_version=1, state="sent", attempts=1,
+        created_at=T0, updated_at=T0, attempts_at_replay=0))
+    if payload is not None:
+        c.execute(insert(table("packets", column("packet_id"), column("sha256"),
+                               column("payload"))).values(
+            packet_id=pid, sha256=hashlib.sha256(payload).hexdigest(), payload=payload))
+
+
+def add_reports(c, ex_id: int, reports: list[tuple[str, str]]) -> None:
+    t = table("status_reports", *map(column, ("exchange_id", "organ_id", "code",
+                                                "received_at")))
+    for minute, (organ, code) in enumerate(reports):
+        c.execute(insert(t).values(exchange_id=ex_id, organ_id=organ, code=code,
+                                   received_at=T0 + dt.timedelta(minutes=minute + 1)))
+
+
+def recipient_rows(engine) -> dict[tuple[int, str], tuple]:
+    t = table("exchange_recipients", column("exchange_id"), column("organ_id"),
+              column("status"), column("status_at", DateTime), column("settled"))
+    with engine.connect() as c:
+        return {(r.exchange_id, r.organ_id): (r.status, r.status_at, r.settled)
+                for r in c.execute(select(t))}
+
+
+def test_a_document_sent_to_five_recipients_gets_five_recipient_rows(db_url):
+    """0.1.0 kept "G22,H41,A0" of five addressees (peer cut at 40 characters): the rows
+    come from the packet sent, each with its latest report and the first that settled it,
+    as adapter.store.recipients would have written them."""
+    engine = at_baseline(db_url)
+    peer = ",".join(FIVE)[:40]
+    assert peer.endswith(",000.00.00.A0")  # what release 0.1.0 stored
+    with engine.begin() as c:
+        add_exchange(c, 1, peer=peer, payload=sent_document(FIVE))
+        add_exchange(c, 2, peer="000.00.00.G22,000.00.00.H41")  # not cut: peer suffices
+        add_exchange(c, 3, peer="000.00.00.G22", direction="in")  # received: no rows
+        add_exchange(c, 4, kind="case", peer="000.00.00.G22")
+        add_reports(c, 1, [
+            (FIVE[0], "01"), (FIVE[1], "01"), (FIVE[2], "01"),
+            (FIVE[0], "03"),                      # accepted
+            (FIVE[1], "02"), (FIVE[1], "05"),     # refused; a later 05 does not hide it
+            (FIVE[2], "04"),                      # 04 settles as accepted, implying 03
+            (FIVE[3], "03"), (FIVE[3], "06"),     # settled by 03, latest 06
+            ("000.00.00.Z99", "03"),              # not addressed: no row
+        ])                                        # FIVE[4]: no answer yet
+        add_reports(c, 2, [("000.00.00.H41", "01")])
+
+    result = sv.upgrade_to_head(engine)
+
+    at = {n: T0 + dt.timedelta(minutes=n) for n in range(1, 11)}
+    assert recipient_rows(engine) == {
+        (1, FIVE[0]): ("03", at[4], "03"),
+        (1, FIVE[1]): ("05", at[6], "02"),
+        (1, FIVE[2]): ("04", at[7], "04"),
+        (1, FIVE[3]): ("06", at[9], "03"),
+        (1, FIVE[4]): (None, None, None),
+        (2, "000.00.00.G22"): (None, None, None),
+        (2, "000.00.00.H41"): ("01", at[1], None),
+    }
+    notes = " | ".join(result.notes)
+    assert "7 recipients of 2 documents sent" in notes
+    assert "1 documents had their recipients cut at 40 characters" in notes
+    assert "1 ('000.00.00.A0')" in notes  # the fragment dropped, and where
+    assert schema_differences(engine, sv.state_metadata()) == []
+
+
+def test_a_cut_recipient_list_without_its_packet_keeps_the_complete_ids_and_says_so(db_url):
+    engine = at_baseline(db_url)
+    with engine.begin() as c:
+        add_exchange(c, 1, peer=",".join(FIVE)[:40])  # no packet row to read the rest from
+    result = sv.upgrade_to_head(engine)
+    assert set(recipient_rows(engine)) == {(1, FIVE[0]), (1, FIVE[1])}
+    assert any("packet is unreadable" in n and "dropped '000.00.00.A0'" in n
+               for n in result.notes)
+
+
+def database_picture(engine, url: str, tmp_path) -> tuple:
+    """Everything an upgrade could change: the schema and every row of every table."""
+    with engine.connect() as c:
+        names = sorted(inspect(c).get_table_names())
+    rows = fingerprint(engine, release_columns(engine, names))
+    if url.startswith("sqlite"):
+        return rows, sqlite_schema(make_url(url).database)
+    return rows, pg_schema(url)
+
+
+def test_an_evidence_blob_without_its_packet_stops_the_upgrade_and_changes_nothing(
+        db_url, tmp_path):
+    load_release(db_url)
+    engine = make_engine(db_url)
+    blobs_t = table("evidence_blobs", column("sha256"), column("content"))
+    orphan, altered = "ab" * 32, sorted(evidence_blobs(engine))[0]
+    with engine.begin() as c:
+        c.execute(insert(blobs_t).values(sha256=orphan, content=b"<only here/>"))
+        c.execute(update(blobs_t).where(blobs_t.c.sha256 == altered)
+                  .values(content=b"<not the packet's bytes/>"))
+    before = database_picture(engine, db_url, tmp_path)
+
+    with pytest.raises(sv.SchemaVersionError) as err:
+        sv.upgrade_to_head(engine)
+
+    msg = str(err.value)
+    assert "\n" not in msg and "nothing was changed" in msg
+    assert "2 evidence blobs have no packet with the same SHA-256 and bytes" in msg
+    assert orphan in msg and altered in msg
+    assert database_picture(engine, db_url, tmp_path) == before  # not even stamped
+    assert sv.current_revision(engine) is None
+
+
+def test_downgrade_to_the_baseline_gives_back_the_release_database(db_url):
+    """Downgrade is honest: 0.1.0's schema, and evidence_blobs refilled from packets with
+    the bytes the log names (what 0.1.0 reads when it verifies)."""
+    from alembic import command
+
+    load_release(db_url)
+    engine = make_engine(db_url)
+    cols = release_columns(engine, (*KEPT, "evidence_blobs"))
+    before = fingerprint(engine, cols)
+    sv.upgrade_to_head(engine)
+    with engine.begin() as c:
+        command.downgrade(sv._config(c), sv.BASELINE)
+    assert fingerprint(engine, cols) == before
+    with engine.connect() as c:
+        assert not inspect(c).has_table("exchange_recipients")
+        assert "ix_packets_sha256" not in {i["name"] for i in inspect(c).get_indexes("packets")}
+    assert sv.current_revision(engine) == sv.BASELINE
+    assert sv.upgrade_to_head(engine).after == sv.head_revision()  # and up again
 
 
 # ---- adoption is never silent, and never wrong ----------------------------------------------
@@ -320,7 +537,8 @@ def test_a_database_one_revision_behind_is_refused_then_upgraded(db_url, tmp_pat
     assert code == 0 and re.search(rf"revision:\s+{old_head}\n", out)
     assert "this release needs 9001" in out
     code, out, _ = cli("--config", str(cfg), "db", "history", capsys=capsys)
-    assert re.search(rf"^{old_head}  Baseline", out, re.M) and "9001 (head)" in out
+    assert re.search(r"^0001  Baseline", out, re.M) and re.search(rf"^{old_head}  ", out, re.M)
+    assert "9001 (head)" in out
 
     code, out, err = cli("--config", str(cfg), "db", "upgrade", capsys=capsys)
     assert code == 0, err
@@ -346,6 +564,10 @@ def test_a_database_upgraded_by_a_newer_release_is_refused(db_url):
 
 def test_an_empty_database_is_refused_at_start_and_created_by_db_upgrade(tmp_path, capsys):
     url = f"sqlite:///{tmp_path}/var/state.db"
+    with pytest.raises(sv.SchemaVersionError, match="does not exist yet.*`thads-adapter init`"):
+        sv.require_current(make_engine(url))
+    assert not (tmp_path / "var" / "state.db").exists()  # looking did not create it
+    sqlite3.connect(tmp_path / "var" / "state.db").close()
     with pytest.raises(sv.SchemaVersionError, match="has no tables yet.*`thads-adapter init`"):
         sv.require_current(make_engine(url))
     cfg = write_config(tmp_path, CERTS, state_db=url)
@@ -392,3 +614,76 @@ def test_a_draft_of_the_next_revision_has_the_models_changes(tmp_path, monkeypat
     assert f"down_revision = {head!r}" in text
     assert "batch_op.add_column(sa.Column('draft_note', sa.String(length=30)" in text
     assert sv.head_revision() == f"{number:04d}"
+
+
+# ---- who upgrades, who refuses: init, run, status ---------------------------------------------
+
+def thads(cfg, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adapter", "--config", str(cfg), *args],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_init_upgrades_to_head_and_says_what_it_did(db_url, tmp_path, capsys):
+    cfg = write_config(tmp_path, CERTS, state_db=db_url)
+    code, out, err = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0, err
+    assert f"created at revision {sv.head_revision()}" in out
+    code, out, _ = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0 and f"already at revision {sv.head_revision()} (head)" in out
+
+
+def test_init_on_a_release_database_adopts_and_upgrades_it(db_url, tmp_path, capsys):
+    load_release(db_url)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url)
+    code, out, err = cli("--config", str(cfg), "init", capsys=capsys)
+    assert code == 0, err
+    assert "recognised a state database of release 0.1.0" in out
+    assert f"then upgraded to {sv.head_revision()}" in out
+    sv.require_current(make_engine(db_url))
+
+
+def test_the_service_refuses_a_database_that_is_behind_before_anything_starts(db_url,
+                                                                             tmp_path):
+    """One line naming the command, exit 2, no traceback; the embedded simulator is not
+    started (its log line would be a second line) and the database is left as it was."""
+    load_release(db_url)
+    engine = make_engine(db_url)
+    cols = release_columns(engine, (*KEPT, "evidence_blobs"))
+    before = fingerprint(engine, cols)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url, sim_port=free_port(),
+                       sim_embedded=True)
+    r = thads(cfg, "run", "--once")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "was created by release 0.1.0 and has no revision" in line
+    assert line.endswith("run `thads-adapter db upgrade`")
+    assert sv.current_revision(engine) is None and fingerprint(engine, cols) == before
+    assert not has_table(engine, "exchange_recipients")
+
+
+def test_the_service_refuses_a_missing_database_and_does_not_create_it(tmp_path):
+    cfg = write_config(tmp_path, CERTS)
+    r = thads(cfg, "run", "--once")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert "does not exist yet" in line and "run `thads-adapter init`" in line
+    assert not (tmp_path / "var" / "state.db").exists()
+
+
+def test_status_reads_only_and_refuses_a_database_that_is_behind(db_url, tmp_path):
+    load_release(db_url)
+    engine = make_engine(db_url)
+    cfg = write_config(tmp_path, CERTS, state_db=db_url, sim_port=free_port())
+    r = thads(cfg, "status")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().endswith("run `thads-adapter db upgrade`")
+    with engine.connect() as c:  # status created no table (it used to, with create_all)
+        assert not {"alembic_version", "exchange_recipients"} & set(inspect(c).get_table_names())
+
+    assert thads(cfg, "db", "upgrade").returncode == 0
+    r = thads(cfg, "status", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["evidence"] == dict(
+        entries=75, last_checkpoint=75, last_checkpoint_at="2026-12-01T00:18:44+00:00",
+        unstamped=0)
