@@ -27,6 +27,7 @@ def register(sub) -> None:
 
 def cmd_inspect(args) -> int:
     from adapter.edxml import read_edxml, verify_edxml
+    from adapter.edxml.model import StatusPacket
     from adapter.xml.safe import parse_untrusted
 
     data = read_input(args.file)
@@ -51,7 +52,7 @@ def cmd_inspect(args) -> int:
                "signature_detail": s.detail, "signature_algorithm": s.algorithm,
                "signature_in_dsig_namespace": s.in_dsig_namespace, "signer": s.signer,
                "warnings": parsed.warnings}
-    if parsed.kind == "status":
+    if isinstance(p, StatusPacket):  # parsed.kind == "status"
         summary.update(status=p.status_code, meaning=p.meaning,
                        document=p.response_for.document_id, timestamp=p.timestamp)
     else:
@@ -67,7 +68,7 @@ def cmd_inspect(args) -> int:
     print_field("file", args.file)
     print_field("structure", f"valid {parsed.kind} (QCVN 102:2016 schema and rules)")
     print_field("from", f"{p.sender.organ_id} {p.sender.name}")
-    if parsed.kind == "status":
+    if isinstance(p, StatusPacket):
         print_field("status", f"{p.status_code} ({p.meaning})")
         print_field("document", p.response_for.document_id)
         print_field("time", p.timestamp)

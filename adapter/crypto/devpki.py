@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from adapter.crypto.trust import signs_certificates
+
 #: certificates the dev PKI issues: file stem -> (common name, purpose).
 MEMBERS = {
     "adapter": ("THADS exchange adapter (dev)", "signer"),
@@ -87,6 +89,8 @@ def _issue(ca_key, ca_cert: x509.Certificate | None, subject: x509.Name, key, *,
          .not_valid_after(now + dt.timedelta(days=days))
          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
     auth_pub = (ca_cert.public_key() if ca_cert else key.public_key())
+    if not signs_certificates(auth_pub):
+        raise TypeError(f"the issuer's {type(auth_pub).__name__} cannot sign certificates")
     b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(auth_pub), False)
     if purpose == "ca":
         b = b.add_extension(x509.BasicConstraints(ca=True, path_length=0), True)

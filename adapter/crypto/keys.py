@@ -18,7 +18,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from adapter.config import Settings
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+@runtime_checkable
+class ProfileSigner(Protocol):
+    """A key on a token (pkcs11.py): it gives the XML-DSig SignatureValue in one call, so
+    the signer skips the DER round trip cryptography's `sign` would need."""
+
+    def sign_profile(self, data: bytes, hash_name: str) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,7 @@ def load_token_identity(uri_text: str, cert_path: Path,
     """The token key named by a PKCS#11 URI with its certificate, opened in this process's
     own session (once per process). A missing token, a locked token, a wrong PIN or a key
     that is not the certificate's raise a one-line ConfigError naming `setting`."""
-    from adapter.crypto.pkcs11 import TokenConfigError, open_token_key
+    from adapter.crypto.pkcs11 import TokenConfigError, TokenEcKey, TokenRsaKey, open_token_key
     from adapter.crypto.pkcs11_uri import parse_pkcs11_uri
 
     try:
@@ -131,8 +139,9 @@ def load_token_identity(uri_text: str, cert_path: Path,
     with _lock:
         if stamp in _cache:  # loaded before (in the parent, if this process was forked)
             ident = _cache[stamp]
-            try:
-                ident.key.ref.open()  # this process's own session, opened now
+            try:  # this process's own session, opened now (a URI stamp holds a token key)
+                if isinstance(ident.key, TokenRsaKey | TokenEcKey):
+                    ident.key.ref.open()
             except TokenConfigError as exc:
                 raise ConfigError(config_file, setting, str(exc)) from None
             return ident

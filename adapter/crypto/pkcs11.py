@@ -287,6 +287,9 @@ def _never_leaves(what: str) -> TypeError:
 
 
 _PKCS1v15 = padding.PKCS1v15  # `padding` is the name of sign()'s parameter below
+#: what cryptography's EllipticCurvePrivateKey.sign accepts as data (its `utils.Buffer`,
+#: spelled out: that alias is not in every cryptography release the project allows).
+_Buffer = bytes | bytearray | memoryview
 
 
 class TokenRsaKey(rsa.RSAPrivateKey):
@@ -345,14 +348,14 @@ class TokenEcKey(ec.EllipticCurvePrivateKey):
         """The XML-DSig SignatureValue: r‖s over the hash of `data` (no DER round trip)."""
         return self.ref.sign(hashlib.new(hash_name, data).digest(), Mechanism.ECDSA)
 
-    def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
+    def sign(self, data: _Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
              ) -> bytes:
         """DER, as cryptography's EC keys return it (checkpoints, `openssl dgst`)."""
         if not isinstance(signature_algorithm, ec.ECDSA):
             raise ValueError("token EC keys sign with ECDSA only")
         alg = signature_algorithm.algorithm
         if isinstance(alg, utils.Prehashed):
-            digest = data
+            digest = bytes(data)
         else:
             digest = hashlib.new(_hash_name(alg), data).digest()
         raw = self.ref.sign(digest, Mechanism.ECDSA)
@@ -401,13 +404,15 @@ def open_token_key(uri: Pkcs11Uri, public: Any) -> TokenKey:
     probe = b"thads-adapter: does the token key match its certificate?"
     try:
         if key_type == KeyType.RSA and isinstance(public, rsa.RSAPublicKey):
-            key: TokenKey = TokenRsaKey(ref, public)
-            public.verify(key.sign(probe, padding.PKCS1v15(), hashes.SHA256()), probe,
+            rsa_key = TokenRsaKey(ref, public)
+            public.verify(rsa_key.sign(probe, padding.PKCS1v15(), hashes.SHA256()), probe,
                           padding.PKCS1v15(), hashes.SHA256())
+            key: TokenKey = rsa_key
         elif key_type == KeyType.EC and isinstance(public, ec.EllipticCurvePublicKey):
-            key = TokenEcKey(ref, public)
-            public.verify(key.sign(probe, ec.ECDSA(hashes.SHA256())), probe,
+            ec_key = TokenEcKey(ref, public)
+            public.verify(ec_key.sign(probe, ec.ECDSA(hashes.SHA256())), probe,
                           ec.ECDSA(hashes.SHA256()))
+            key = ec_key
         else:
             held = {KeyType.RSA: "an RSA", KeyType.EC: "an EC"}.get(key_type, str(key_type))
             raise TokenConfigError(f"the key with {uri.key_name} on token {uri.token_name} "

@@ -59,7 +59,7 @@ def iso(t: dt.datetime | None) -> str:
 class CertificateRevoked(UntrustedCertificate):
     """A certificate of the chain is revoked; says when, why, and who said so."""
 
-    def __init__(self, cert: x509.Certificate, when: dt.datetime, reason: str,
+    def __init__(self, cert: x509.Certificate, when: dt.datetime | None, reason: str,
                  source: str) -> None:
         self.cert, self.when, self.reason, self.source = cert, when, reason, source
         super().__init__(f"certificate revoked on {iso(when)} ({reason}): "
@@ -141,10 +141,13 @@ class CrlFile(CrlSource):
                 self.state.error = f"cannot read CRL file {self.path}: {exc}"
                 self._stamp = None
                 raise SourceUnavailable(self.state.error) from None
-            if now >= self._until:
+            crl, until = self._crl, self._until
+            # both are set by the load above, or by an earlier one of the same file stamp
+            assert crl is not None and until is not None
+            if now >= until:
                 raise SourceUnavailable(f"CRL file {self.path} is out of date: its nextUpdate "
-                                        f"{iso(self._until)} has passed")
-            return self._crl
+                                        f"{iso(until)} has passed")
+            return crl
 
 
 class CrlUrl(CrlSource):
@@ -162,9 +165,10 @@ class CrlUrl(CrlSource):
 
     def current(self, now: dt.datetime) -> x509.CertificateRevocationList:
         with self._lock:
-            if self._crl is None or now >= self._until:
+            # _set gives _crl and _until together: both are None or neither is
+            if self._crl is None or self._until is None or now >= self._until:
                 self._load_cache()  # first use, or another instance fetched it already
-            if self._crl is not None and now < self._until:
+            if self._crl is not None and self._until is not None and now < self._until:
                 return self._crl
             if self._failed_at is not None and \
                     (now - self._failed_at).total_seconds() < self.retry_seconds:
@@ -350,8 +354,9 @@ class RevocationChecker:
             held = self._index.get(key)
             if held is not None and held[0] is crl:
                 return held[1]
+            public = issuer.public_key()
             try:
-                ok = crl.is_signature_valid(issuer.public_key())
+                ok = trust.signs_certificates(public) and crl.is_signature_valid(public)
             except (TypeError, ValueError):
                 ok = False
             index = {r.serial_number: r for r in crl} if ok else None

@@ -45,7 +45,7 @@ from adapter.crypto.constants import (
     THADS_DIGEST,
     THADS_SIGNATURES,
 )
-from adapter.crypto.keys import SigningIdentity
+from adapter.crypto.keys import ProfileSigner, SigningIdentity
 from adapter.errors import ConfigError, PacketError
 from adapter.xml.safe import parse_untrusted, serialize
 
@@ -93,7 +93,7 @@ class _KeyProfile:
         self.identity, self.algorithm = identity, alg
         self._hash = alg.hash()
         #: a token key signs in one call that already gives the XML-DSig value (pkcs11.py)
-        self._on_token = hasattr(identity.key, "sign_profile")
+        self._token_key = identity.key if isinstance(identity.key, ProfileSigner) else None
         self._ec_size = (identity.key.curve.key_size + 7) // 8 \
             if isinstance(identity.key, ec.EllipticCurvePrivateKey) else 0
         ds = f' xmlns:ds="{DSIG_NS}"'
@@ -122,14 +122,14 @@ class _KeyProfile:
 
     def sign(self, data: bytes) -> bytes:
         """The SignatureValue: PKCS#1 v1.5, or ECDSA as raw r‖s (XML-DSig's form)."""
-        key = self.identity.key
-        if self._on_token:  # CKM_SHA256_RSA_PKCS, or CKM_ECDSA over the SHA-256 digest
-            value = key.sign_profile(data, self.algorithm.hash_name)
+        if self._token_key is not None:  # CKM_SHA256_RSA_PKCS, or CKM_ECDSA over SHA-256
+            value = self._token_key.sign_profile(data, self.algorithm.hash_name)
             if self._ec_size and len(value) != 2 * self._ec_size:
                 raise ConfigError("[signing] key", "ecdsa-sha256",
                                   f"the token gave a {len(value)}-byte ECDSA signature, "
                                   f"not r‖s of {2 * self._ec_size}")
             return value
+        key = self.identity.key
         if isinstance(key, rsa.RSAPrivateKey):
             return key.sign(data, padding.PKCS1v15(), self._hash)
         r, s = utils.decode_dss_signature(key.sign(data, ec.ECDSA(self._hash)))

@@ -30,10 +30,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeGuard, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPublicKeyTypes
 from cryptography.x509 import verification
 from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
 
@@ -54,6 +55,16 @@ ADOBE_PDF_SIGNING = ObjectIdentifier("1.2.840.113583.1.1.5")
 SIGNING_EKUS = frozenset({DOCUMENT_SIGNING, MS_DOCUMENT_SIGNING, ADOBE_PDF_SIGNING,
                           ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH,
                           ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE})
+
+
+#: the key classes that can sign certificates and CRLs, as the installed cryptography lists
+#: them (a certificate may also hold an X25519, X448 or ML-KEM key, which cannot sign).
+_ISSUER_KEY_TYPES: tuple[type, ...] = get_args(CertificateIssuerPublicKeyTypes)
+
+
+def signs_certificates(key: object) -> TypeGuard[CertificateIssuerPublicKeyTypes]:
+    """Whether `key` (a certificate's public key) can have signed a certificate or a CRL."""
+    return isinstance(key, _ISSUER_KEY_TYPES)
 
 
 #: the purposes of a key that signs what the adapter sends (one key does all three).

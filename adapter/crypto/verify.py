@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.x509 import verification
 from lxml import etree
 from signxml import (
     InvalidCertificate,
@@ -81,7 +82,7 @@ class PacketVerifier:
             signature_methods=frozenset(signature_methods), digest_algorithms=frozenset(digests))
 
     def _check_chain(self, leaf: x509.Certificate, intermediates: list[x509.Certificate],
-                     packet: str | None) -> None:
+                     store: verification.Store, packet: str | None) -> None:
         fp = leaf.fingerprint(hashes.SHA256())
         now = time.monotonic()
         with self._lock:
@@ -89,7 +90,7 @@ class PacketVerifier:
             if fresh and leaf.not_valid_after_utc > dt.datetime.now(dt.UTC):
                 return
         try:
-            verify_signer(leaf, intermediates, self._store, self._purpose, pin=self._pin)
+            verify_signer(leaf, intermediates, store, self._purpose, pin=self._pin)
         except UntrustedCertificate as exc:
             raise SignatureError(f"signer {exc}", outcome="untrusted", packet=packet,
                                  where="Signature/KeyInfo") from None
@@ -129,7 +130,7 @@ class PacketVerifier:
                                  where="Signature/KeyInfo") from None
         leaf = self._find_leaf(chain)
         if self._store is not None:
-            self._check_chain(leaf, [c for c in chain if c is not leaf], packet)
+            self._check_chain(leaf, [c for c in chain if c is not leaf], self._store, packet)
         try:
             result = XMLVerifier().verify(root, x509_cert=leaf, parser=_parser(),
                                           expect_config=self._config, id_attribute="Id")
@@ -141,6 +142,9 @@ class PacketVerifier:
                                  packet=packet) from None
         except (InvalidSignature, InvalidInput) as exc:
             raise SignatureError(f"signature invalid: {exc}", packet=packet) from None
+        if isinstance(result, list):  # only with expect_references > 1, never set above
+            raise SignatureError(f"{len(result)} signed references, expected one",
+                                 packet=packet)
         signed = result.signed_xml
         if signed is None or signed.get("Id") != root_id:
             raise SignatureError("signed data is not the packet root", packet=packet)

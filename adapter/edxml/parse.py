@@ -154,10 +154,9 @@ def read_edxml(verified: EdxmlVerification, *, name: str = "<edxml>",
     sender = r.organization(froms[0])
     sig = verified.outcome
     if mh.find(E + "StatusCode") is not None:
-        packet = _status(r, mh, sender)
-        return ParsedEdxml("status", packet, sig, r.warnings)
-    packet = _document(r, root, header, mh, sender, zip_limits)
-    return ParsedEdxml("edoc", packet, sig, r.warnings)
+        return ParsedEdxml("status", _status(r, mh, sender), sig, r.warnings)
+    document = _document(r, root, header, mh, sender, zip_limits)
+    return ParsedEdxml("edoc", document, sig, r.warnings)
 
 
 def _response_for(r: _Reader, el: etree._Element) -> ResponseFor | None:

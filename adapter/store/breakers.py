@@ -5,10 +5,11 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from adapter.store.base import StoreBase, utcnow
+from adapter.store.evidence import table_of
 from adapter.store.models import BreakerState
 from adapter.store.records import BreakerRecord
 
-BR = BreakerState.__table__
+BR = table_of(BreakerState)
 
 
 class Breakers(StoreBase):
