@@ -312,6 +312,8 @@ def test_run_stops_at_start_with_exit_2_on_a_wrong_pin(token, pki, tmp_path, cap
     cfg = _config(tmp_path, pki,
                   f'key = "{token.uri(TOKEN, "adapter", pin_source=f"file:{bad}")}"\n'
                   f'cert = "{pki}/adapter.crt"', workers=2)
+    assert main(["--config", str(cfg), "init"]) == 0  # a state database at head
+    capsys.readouterr()
     assert main(["--config", str(cfg), "run", "--once", "--no-simulator"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert err == [f"configuration error: {cfg}: signing.key: wrong PIN for token "
