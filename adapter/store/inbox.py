@@ -48,17 +48,17 @@ class Inbox(StoreBase):
                     peer=it.peer, source_key=it.packet_id, source_version=0,
                     state=State.PENDING, attempts=0, created_at=now, updated_at=now)
                     for it in items]).scalars())
-            blobs = [dict(packet_id=it.packet_id, payload=it.payload,
-                          sha256=hashlib.sha256(it.payload).hexdigest())
-                     for it in items if it.packet_id in new]
-            if blobs:
-                c.execute(insert(PK), blobs)
+            fresh = [it for it in items if it.packet_id in new]
+            digests = {it.packet_id: hashlib.sha256(it.payload).hexdigest() for it in fresh}
+            if fresh:
+                c.execute(insert(PK), [dict(packet_id=it.packet_id, payload=it.payload,
+                                            sha256=digests[it.packet_id]) for it in fresh])
             ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
                 EX.c.packet_id.in_([it.packet_id for it in items]))).all())
             evidence.append(c, [evidence.Event("received", "in", it.peer, it.kind,
-                                               ids[it.packet_id], it.packet_id, it.payload)
-                                for it in items if it.packet_id in new],
-                            enabled=self.evidence)
+                                               ids[it.packet_id], it.packet_id, it.payload,
+                                               content_sha256=digests[it.packet_id])
+                                for it in fresh], enabled=self.evidence)
             return ids
 
     def inbound_pending(self, route: str, limit: int) -> list[StoredPacket]:
