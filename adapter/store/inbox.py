@@ -88,6 +88,8 @@ class Inbox(StoreBase):
         what the channel was told. Returns the outcomes as recorded."""
         now = utcnow()
         final = list(results)
+        if not final and not replies and not acks:
+            return final
         with self.engine.begin() as c:
             for n, r in enumerate(final):
                 report = (reports or {}).get(r.exchange_id)
@@ -97,6 +99,12 @@ class Inbox(StoreBase):
                 if ours is None:
                     final[n] = replace(r, imported=False, error=(
                         f"status {report.code} for unknown document {report.document_id!r}"))
+                elif not recipients.addressed(c, ours, report.organ_id):
+                    # only an addressee answers for itself: nobody else marks our document
+                    # delivered or rejected in its name
+                    final[n] = replace(r, imported=False, error=(
+                        f"status {report.code} about document {report.document_id!r} from "
+                        f"{report.organ_id}, which is not one of its recipients"))
                 else:
                     recipients.record(c, ours, report, now, with_evidence=self.evidence)
             self._finish_in(c, final, now)
@@ -132,7 +140,8 @@ class Inbox(StoreBase):
             "imported" if r.imported else "quarantined", "in", None, None,
             r.exchange_id, None, None, r.signature,
             {k: v for k, v in dict(error=r.error, source_key=r.source_key,
-                                   source_version=r.source_version).items() if v})
+                                   source_version=r.source_version,
+                                   flags=list(r.flags)).items() if v})
             for r in results], enabled=self.evidence)
 
     def inbound_states(self, packet_ids: Sequence[str]) -> dict[str, InboundState]:

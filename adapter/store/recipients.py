@@ -71,6 +71,15 @@ def our_document(c: Connection, document_id: str) -> int | None:
         .order_by(EX.c.id.desc()).limit(1)).scalar()
 
 
+def addressed(c: Connection, ex_id: int, organ_id: str) -> bool:
+    """Whether `organ_id` is one of the document's recipients (a document sent before
+    recipients were rows names its single recipient in `peer`)."""
+    rows = list(c.execute(select(RC.c.organ_id).where(RC.c.exchange_id == ex_id)).scalars())
+    if rows:
+        return organ_id in rows
+    return c.execute(select(EX.c.peer).where(EX.c.id == ex_id)).scalar() == organ_id
+
+
 def record(c: Connection, ex_id: int, st: ReportedStatus, now: dt.datetime, *,
            with_evidence: bool) -> StatusRecorded:
     """Add the report to the recipient's timeline; settle the recipient and, when every

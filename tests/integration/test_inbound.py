@@ -57,8 +57,17 @@ def settings(tmp_path, pki):
     return load_settings(inbound_config(tmp_path, pki, free_port()))
 
 
+def demo_schema(settings) -> None:
+    """The enforcement database's tables, as `init --demo` creates them: the service never
+    creates tables there."""
+    eng = make_engine(settings.url(settings.source.url))
+    SourceBase.metadata.create_all(eng)
+    eng.dispose()
+
+
 @pytest.fixture
 def engine(settings, sim):
+    demo_schema(settings)
     ctx = Context(settings)
     ctx.store.create_schema()
     yield InboundEngine(ctx)
@@ -296,6 +305,7 @@ def test_oversized_packet_is_refused_unfetched(tmp_path, pki, sim, court):
     s = load_settings(inbound_config(tmp_path / "small", pki, sim.app and
                                      int(sim.url.rsplit(":", 1)[1].split("/")[0]),
                                      max_bytes=4096))
+    demo_schema(s)
     ctx = Context(s)
     ctx.store.create_schema()
     eng = InboundEngine(ctx)
@@ -343,6 +353,7 @@ def test_newer_version_replaces_parties_atomically(settings, sim, engine, court)
 def test_flag_policy_imports_and_records_the_outcome(tmp_path, pki, sim, court):
     port = int(sim.url.rsplit(":", 1)[1].split("/")[0])
     s = load_settings(inbound_config(tmp_path / "flag", pki, port, policy="flag"))
+    demo_schema(s)
     ctx = Context(s)
     ctx.store.create_schema()
     eng = InboundEngine(ctx)
