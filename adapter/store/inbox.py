@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -168,6 +169,16 @@ class Inbox(StoreBase):
         evidence.append(c, [evidence.Event("acknowledged", "in", None, None, a.exchange_id,
                                            None, None, None, {"outcome": a.outcome})
                             for a in acks], enabled=self.evidence)
+
+    def flags_of(self, exchange_id: int) -> list[str]:
+        """How a received packet travelled, as recorded with its outcome (edXML trace hops
+        without an OrganId, tolerated ids); for `exchanges show`."""
+        ev = evidence.EvidenceEntry.__table__
+        with self.engine.connect() as c:
+            details = c.execute(select(ev.c.detail).where(
+                ev.c.exchange_id == exchange_id, ev.c.event.in_(("imported", "quarantined")),
+                ev.c.detail.is_not(None)).order_by(ev.c.seq)).scalars().all()
+        return [f for d in details for f in json.loads(d).get("flags", [])]
 
     def record_status(self, report: recipients.ReportedStatus
                       ) -> recipients.StatusRecorded | None:

@@ -14,6 +14,7 @@ from adapter.crypto.keys import load_identity
 from adapter.dbutil import make_engine
 from adapter.edxml import build_document, build_status, sign_edxml
 from adapter.edxml.model import (
+    EDXML_NS,
     Attachment,
     Business,
     EdocDocument,
@@ -101,12 +102,15 @@ def axis(tmp_path, pki):
     served.close()
 
 
-def _send(s, pki, as_system: str, packet, *, kind: str, signer: str = "adapter") -> None:
+def _send(s, pki, as_system: str, packet, *, kind: str, signer: str = "adapter",
+          mutate=None) -> None:
     """`as_system` uploads `packet` over the axis, signed with a dev PKI key."""
     identity = load_identity(pki / f"{signer}.key", pki / f"{signer}.crt") \
         if signer != "untrusted" else load_identity(pki / "untrusted" / "signer.key",
                                                     pki / "untrusted" / "signer.crt")
     root = build_status(packet) if kind == "status" else build_document(packet)
+    if mutate:
+        mutate(root)
     client = AxisTransport(s.axis.model_copy(update={"system_id": f"s{as_system}"}), s.path,
                            organisation_id=as_system)
     try:
@@ -241,3 +245,22 @@ def test_a_refused_document_does_not_squat_its_document_id(axis, pki):
             Exchange.kind == "status", Exchange.direction == "out")
             .order_by(Exchange.id)).scalars().all()
     assert replies == [2, 1, 3]
+
+
+def test_trace_hops_without_an_organisation_are_logged_and_recorded(axis, pki, caplog):
+    s, ctx = axis
+    doc = _document(R1, f"{R1},2026/11/20,126/QĐ-CTHADS", "Qua trục")
+    doc.trace.append((R1, "2026/11/20 09:00:05"))
+
+    def hop_in_transit(root):  # a hop the axis added without its organisation
+        root.findall(f".//{{{EDXML_NS}}}TraceHeader/{{{EDXML_NS}}}OrganId")[1].text = "null"
+    _send(s, pki, R1, doc, kind="edoc", mutate=hop_in_transit)
+    with caplog.at_level("INFO", logger="adapter.axis"):
+        assert AxisInbound(ctx).pull(s.route("axis-in")).accepted == 1
+    with ctx.state_engine.connect() as c:
+        ex_id, pid = c.execute(select(Exchange.id, Exchange.packet_id)
+                               .where(Exchange.direction == "in")).one()
+    (flag,) = [f for f in ctx.store.flags_of(ex_id) if "TraceHeader" in f]
+    assert "TraceHeader 2 has OrganId 'null'" in flag and "flagged" in flag
+    assert any(pid in r.getMessage() and "TraceHeader 2" in r.getMessage()
+               for r in caplog.records)
