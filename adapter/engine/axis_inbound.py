@@ -164,7 +164,7 @@ class AxisChannel:
 
     def conclude(self, p: StoredPacket, checked: Checked, imported: Any) -> Concluded:
         if isinstance(checked, Refused):
-            replies = ()
+            replies: tuple[NewExchange, ...] = ()
             if isinstance(checked.item, ParsedEdxml):
                 doc = checked.item.packet
                 assert isinstance(doc, EdocDocument)

@@ -181,9 +181,8 @@ class ReceivedDocuments:
         with self.engine.begin() as c:
             return [self._isolated(c, values) for values in rows]
 
-    @staticmethod
-    def _isolated(c: Connection, values: dict[str, Any]) -> dict[str, Any] | Exception:
-        t = ReceivedDocumentRow.__table__
+    def _isolated(self, c: Connection, values: dict[str, Any]) -> dict[str, Any] | Exception:
+        t = self.tables[ReceivedDocumentRow.__tablename__]
         try:
             with c.begin_nested():
                 existing = c.execute(select(t).where(

@@ -8,8 +8,9 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from adapter.store import evidence, recipients, states
 from adapter.store.base import StoreBase, utcnow
@@ -25,9 +26,9 @@ from adapter.store.records import (
 )
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
-AT = Attempt.__table__
+EX: Table = cast(Table, Exchange.__table__)
+PK: Table = cast(Table, Packet.__table__)
+AT: Table = cast(Table, Attempt.__table__)
 
 
 class Inbox(StoreBase):
@@ -173,7 +174,7 @@ class Inbox(StoreBase):
     def flags_of(self, exchange_id: int) -> list[str]:
         """How a received packet travelled, as recorded with its outcome (edXML trace hops
         without an OrganId, tolerated ids); for `exchanges show`."""
-        ev = evidence.EvidenceEntry.__table__
+        ev = cast(Table, evidence.EvidenceEntry.__table__)
         with self.engine.connect() as c:
             details = c.execute(select(ev.c.detail).where(
                 ev.c.exchange_id == exchange_id, ev.c.event.in_(("imported", "quarantined")),

@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from adapter.store import evidence, states
 from adapter.store.models import Exchange, Recipient, StatusReport
 from adapter.store.states import State
 
-EX = Exchange.__table__
-RC = Recipient.__table__
-SR = StatusReport.__table__
+EX: Table = cast(Table, Exchange.__table__)
+RC: Table = cast(Table, Recipient.__table__)
+SR: Table = cast(Table, StatusReport.__table__)
 #: answers that settle one recipient's delivery
 SETTLING = frozenset({"02", "03", "04", "05", "06"})
 
