@@ -184,9 +184,9 @@ class Inbox(StoreBase):
     def record_status(self, report: recipients.ReportedStatus
                       ) -> recipients.StatusRecorded | None:
         """A recipient's status packet about a document we sent; None when we sent no
-        such document."""
+        such document, or not to the organisation reporting."""
         with self.engine.begin() as c:
             ex_id = recipients.our_document(c, report.document_id)
-            if ex_id is None:
+            if ex_id is None or not recipients.addressed(c, ex_id, report.organ_id):
                 return None
             return recipients.record(c, ex_id, report, utcnow(), with_evidence=self.evidence)

@@ -45,7 +45,7 @@ X = "000.00.09.H09"
 PINNED = "000.00.07.H07"
 
 
-def _config(tmp_path, pki):
+def _config(tmp_path, pki, extra=""):
     port = free_port()
     clients = "".join(f"""
 [[simulator.axis_clients]]
@@ -87,6 +87,7 @@ channel = "axis"
 endpoint = "http://127.0.0.1:{port}/axis"
 system_id = "s{ME}"
 secret_file = "{pki}/axis.secret"
+{extra}
 {clients}{peers}"""))
 
 
@@ -264,3 +265,40 @@ def test_trace_hops_without_an_organisation_are_logged_and_recorded(axis, pki, c
     assert "TraceHeader 2 has OrganId 'null'" in flag and "flagged" in flag
     assert any(pid in r.getMessage() and "TraceHeader 2" in r.getMessage()
                for r in caplog.records)
+
+
+def test_an_axis_round_costs_four_transactions_whatever_its_size(axis, pki):
+    from sqlalchemy import event
+
+    s, ctx = axis
+    for n in range(3):
+        _send(s, pki, R1, _document(R1, f"{R1},2026/11/20,{130 + n}/QĐ-CTHADS", f"Số {n}"),
+              kind="edoc")
+    commits = []
+    for e in (ctx.state_engine, ctx.source_engine):
+        event.listen(e, "commit", lambda _conn: commits.append(1))
+    stats = AxisInbound(ctx).pull(s.route("axis-in"))
+    assert (stats.received, stats.accepted, stats.acknowledged) == (3, 3, 3)
+    # store; documents into received_documents; outcomes with the 01/03 replies; answers
+    assert len(commits) == 4
+
+
+def test_an_axis_packet_over_the_size_limit_is_not_stored(tmp_path, pki):
+    s = _config(tmp_path, pki, extra="[inbound]\nmax_packet_bytes = 4096\n")
+    served = serve_wsgi(build_app(s), settings=s, port=s.simulator.port)
+    generate(make_engine(s.url(s.source.url)), cases=10)
+    ctx = Context(s)
+    ctx.store.create_schema()
+    try:
+        _send(s, pki, R1, _document(R1, f"{R1},2026/11/20,140/QĐ-CTHADS", "Lớn " * 2000),
+              kind="edoc")
+        stats = AxisInbound(ctx).pull(s.route("axis-in"))
+        assert (stats.received, stats.rejected, stats.acknowledged) == (1, 1, 1)
+        with ctx.state_engine.connect() as c:
+            pid, error = c.execute(select(Exchange.packet_id, Exchange.last_error)).one()
+        assert "exceed the limit of 4096" in error
+        assert ctx.store.payload_of(pid) == b""  # refused before it is kept
+        assert _received(s) == []
+    finally:
+        ctx.close()
+        served.close()

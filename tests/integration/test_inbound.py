@@ -490,3 +490,28 @@ def test_a_judgment_the_database_refuses_is_quarantined_and_the_round_goes_on(
     finally:
         ctx.close()
         served.close()
+
+
+def _commits(*engines):
+    """Counts committed transactions on the engines (reads roll back and are not counted)."""
+    from sqlalchemy import event
+
+    count = {"n": 0}
+
+    def commit(_conn):
+        count["n"] += 1
+    for e in engines:
+        event.listen(e, "commit", commit)
+    return count
+
+
+@pytest.mark.parametrize("n", [3, 30])
+def test_a_round_costs_four_transactions_whatever_its_size(n, settings, sim, engine):
+    requests.post(sim.url.replace("/lgsp", "/outbox/judgments"),
+                  json={"count": n, "start": 5000}, timeout=60).raise_for_status()
+    ctx = engine.ctx
+    commits = _commits(ctx.state_engine, ctx.source_engine)
+    stats = engine.pull(settings.route("judgments"))
+    assert (stats.received, stats.imported, stats.acknowledged) == (n, n, n)
+    # store; import (enforcement database); record the outcomes; note the answers
+    assert commits["n"] == 4
