@@ -1,56 +1,64 @@
-"""Documents and status packets received over the national document axis.
+"""Documents and status packets received over the national document axis, as a channel of
+the inbound pipeline (engine.pipeline): list -> fetch -> store -> parse once (under the
+configured size limit) -> verify -> read from what was verified -> import -> acknowledge.
 
-The inbound contract, as for LGSP judgments: fetch -> store -> parse once (under the
-configured size limit) -> verify (the signature outcome goes with the parsed packet) ->
-import -> acknowledge, batched: one state transaction stores the round's packets, one
-enforcement-database transaction (a SAVEPOINT per document) writes the documents, and one
-state transaction records every outcome, the status reports and the status packets to send
-back. Each item is stored durably before the axis is told "done" (updateStatus).
+Who may say what is bound before anything is registered:
+- the axis sender (the `from` the axis authenticated) must be a configured peer, and the
+  packet's From must be that sender, among the peer's organisation ids;
+- the signature must satisfy the peer's anchors (and its configured signers, if any) under
+  the peer's policy;
+- a status packet is recorded only from a recipient of the document it answers (the store
+  checks, in the transaction that records it);
+- a refused document registers nothing: no `received_documents` row and no DocumentId on
+  the exchange, so a squatter cannot block the genuine document; nor may a document reuse
+  a DocumentId another sender registered.
 
-The business answer to a document follows as status packets: 01 (arrived) at once, then 03
-(accepted and registered) or 02 (rejected, with the reason); 04-06 follow as the office
-records progress in `received_documents` (change capture). Status packets answering
-documents we sent are recorded per recipient (store.recipients).
-
-Any exception while handling one item fails that item, never the round: a malformed axis
-answer is stored empty and quarantined (the axis is told "fail"); an outage leaves the item
-listed for the next round.
+The business answer to a document follows as status packets (engine.status_packets): 01
+(arrived) and 03 (registered) at once, or 02 (refused) to a configured sender that signed
+badly; 04-06 follow as the office records progress (change capture). The axis itself is
+told `done` for what we settled and `fail` for what we refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
+
+from cryptography import x509
 
 from adapter.config import PeerSection, RouteSection
 from adapter.crypto.keys import load_certificates
-from adapter.edxml import unverified_edxml, verify_edxml
-from adapter.edxml.model import ParsedEdxml, SignatureOutcome
+from adapter.crypto.trust import SignerPin, peer_pin
+from adapter.edxml import verify_edxml
+from adapter.edxml.model import EdocDocument, ParsedEdxml, StatusPacket
 from adapter.edxml.parse import read_edxml
-from adapter.engine.build import EdxmlBuilder
 from adapter.engine.context import Context
 from adapter.engine.failures import reason_of, traceback_of
-from adapter.errors import AdapterError, PacketError, TransportError
+from adapter.engine.pipeline import Accepted, Checked, Concluded, InboundPipeline, Refused
+from adapter.engine.status_packets import (
+    ARRIVED,
+    ARRIVED_NOTE,
+    REFUSED,
+    REGISTERED,
+    REGISTERED_NOTE,
+    StatusPackets,
+    refusal_note,
+)
+from adapter.errors import PacketError
 from adapter.mapping import packet_id
 from adapter.mapping.transforms import VN_TZ
-from adapter.sources.changes import SourceCursor, SourceRecord
 from adapter.sources.writer import ReceivedDocuments
-from adapter.store.base import utcnow
 from adapter.store.recipients import ReportedStatus
-from adapter.store.records import (
-    Acknowledgement,
-    InboundOutcome,
-    NewExchange,
-    ReceivedPacket,
-    StoredPacket,
-)
+from adapter.store.records import InboundOutcome, InboundState, NewExchange, StoredPacket
+from adapter.transports.axis import AxisTransport
+from adapter.transports.base import PendingPacket
 from adapter.xml.safe import parse_untrusted
 
 log = logging.getLogger("adapter.axis")
-ARRIVED = "Đã đến: văn bản đã được tiếp nhận vào hệ thống"
 
 
 @dataclass
@@ -62,196 +70,178 @@ class AxisStats:
     acknowledged: int = 0
 
 
-@dataclass
-class _Round:
-    """What one round decided, written in one transaction at its end."""
+class AxisChannel:
+    """Documents and status packets of the axis."""
 
-    outcomes: list[InboundOutcome] = field(default_factory=list)
-    reports: dict[int, ReportedStatus] = field(default_factory=dict)
-    documents: list[tuple[StoredPacket, ParsedEdxml, bool, str]] = field(default_factory=list)
-    replies: list[NewExchange] = field(default_factory=list)
+    name = "axis"
 
-
-class AxisInbound:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, statuses: StatusPackets | None) -> None:
         self.ctx = ctx
-        self._anchors: dict[str, list] = {}
-
-    @cached_property
-    def axis(self):
-        return self.ctx.transport_for("axis")
-
-    @cached_property
-    def builder(self) -> EdxmlBuilder:
-        return self.ctx.builder.edxml
-
-    @cached_property
-    def documents(self) -> ReceivedDocuments:
-        return ReceivedDocuments(self.ctx.source_engine)
+        self.statuses = statuses
+        self.documents = ReceivedDocuments(ctx.source_engine)
+        self._anchors: dict[str, list[x509.Certificate]] = {}
+        self._pins: dict[str, SignerPin | None] = {}
 
     @cached_property
     def status_route(self) -> RouteSection | None:
+        kinds = self.ctx.settings.kinds
         return next((r for r in self.ctx.settings.routes
-                     if r.kind == "status" and r.direction == "out"), None)
+                     if r.kind in kinds and kinds[r.kind].builder == "edxml-status"
+                     and r.direction == "out"), None)
 
-    def anchors(self, peer: PeerSection) -> list:
+    def packet_id(self, item: PendingPacket) -> str:
+        return packet_id("axis", item.packet_id, 1)
+
+    def require(self) -> None:
+        self.documents.require()
+
+    def replies_route(self) -> str | None:
+        return self.status_route.name if self.status_route else None
+
+    def _trust(self, peer: PeerSection) -> tuple[list[x509.Certificate], SignerPin | None]:
         if peer.name not in self._anchors:
+            path = self.ctx.settings.path
             self._anchors[peer.name] = [c for p in peer.trust_anchors
-                                        for c in load_certificates(self.ctx.settings.path(p))]
-        return self._anchors[peer.name]
+                                        for c in load_certificates(path(p))]
+            self._pins[peer.name] = peer_pin(peer, path)
+        return self._anchors[peer.name], self._pins[peer.name]
 
-    # ---- one round -------------------------------------------------------------------
+    # ---- the checks, in order ----------------------------------------------------------
 
-    def pull(self, route: RouteSection) -> AxisStats:
-        ctx, stats = self.ctx, AxisStats()
-        work = ctx.store.inbound_pending(route.name, route.batch_size)
-        listed = [] if ctx.stopping.is_set() else self.axis.received()[: route.batch_size]
-        pids = {i.doc_id: packet_id("axis", i.doc_id, 1) for i in listed}
-        known = ctx.store.inbound_states(list(pids.values()))
-        fetched: list[ReceivedPacket] = []
-        broken: dict[str, str] = {}
-        for item in listed:
-            pid = pids[item.doc_id]
-            if pid in known or ctx.stopping.is_set():
-                continue
-            kind = "status" if item.message_type == "status" else "edoc"
-            try:
-                data = self.axis.get(item.doc_id)
-            except TransportError as exc:  # the axis is away: the item stays listed
-                log.warning("axis item %s: fetch failed (%s); next round", item.doc_id, exc)
-                continue
-            except Exception as exc:  # a malformed answer: fails this item only
-                data, broken[pid] = b"", (f"axis item {item.doc_id} from {item.sender}: "
-                                          f"unreadable answer to getEdoc: {reason_of(exc)}")
-            fetched.append(ReceivedPacket(pid, kind, item.sender, data))
-        ids = ctx.store.add_inbound_many(route.name, fetched)  # durable before anything else
-        stats.received += len(fetched)
-        acks = self._acknowledge(listed, pids, known, ids, broken)
-        stats.acknowledged += len(acks)
-        rnd = _Round()
-        rnd.outcomes += [InboundOutcome(ids[pid], False, reason) for pid, reason in broken.items()]
-        work += [StoredPacket(ids[p.packet_id], p.packet_id, p.kind, p.peer, p.payload)
-                 for p in fetched if p.packet_id not in broken]
-        for p in work:
-            self._handle_safely(p, rnd)
-        self._write_documents(rnd)
-        final = ctx.store.finish_round(
-            rnd.outcomes, reports=rnd.reports, replies=rnd.replies, acks=acks,
-            replies_route=self.status_route.name if self.status_route else None)
-        for o in final:
-            if o.exchange_id in rnd.reports and o.imported:
-                stats.statuses += 1
-            elif o.imported:
-                stats.accepted += 1
-            else:
-                stats.rejected += 1
-                log.warning("axis packet refused: %s", ctx.mask(o.error or ""))
-        return stats
-
-    def _acknowledge(self, listed, pids, known, ids, broken) -> list[Acknowledgement]:
-        """Tell the axis about every item we hold (new or from an earlier round)."""
-        acks = []
-        for item in listed:
-            pid = pids[item.doc_id]
-            ex_id = ids.get(pid) or (known[pid].exchange_id if pid in known else None)
-            if ex_id is None:
-                continue
-            outcome = "fail" if pid in broken else "done"
-            try:
-                self.axis.update_status(item.doc_id, outcome)
-            except AdapterError as exc:
-                log.warning("axis item %s: updateStatus failed (%s); next round",
-                            item.doc_id, exc)
-                continue
-            acks.append(Acknowledgement(ex_id, outcome))
-        return acks
-
-    # ---- one item ----------------------------------------------------------------------
-
-    def _handle_safely(self, p: StoredPacket, rnd: _Round) -> None:
-        """Any exception while handling one packet quarantines it; the round goes on."""
-        try:
-            self._handle(p, rnd)
-        except Exception as exc:
-            log.error("axis packet %s: unexpected error\n%s", p.packet_id, traceback_of(exc))
-            rnd.outcomes.append(InboundOutcome(
-                p.exchange_id, False, f"axis packet {p.packet_id} from {p.peer}: "
-                                      f"unexpected error: {reason_of(exc)}"))
-
-    def _handle(self, p: StoredPacket, rnd: _Round) -> None:
-        started, t0 = utcnow(), time.perf_counter()
-        peer = self.ctx.settings.peer_of(p.peer)
+    def check(self, p: StoredPacket) -> Checked:
         name = f"axis packet {p.packet_id} from {p.peer}"
+        peer = self.ctx.settings.peer_of(p.peer)
+        if peer is None:
+            return Refused(f"{name}: no peer is configured for axis sender {p.peer!r}")
+        signature: str | None = None
         try:
             root = parse_untrusted(p.payload, name=name,
                                    max_bytes=self.ctx.settings.inbound.max_packet_bytes)
+            anchors, pin = self._trust(peer)
             # every field is read from what the signature covers (comments removed)
-            verified = (verify_edxml(root, self.anchors(peer), profile=peer.signature_profile)
-                        if peer else unverified_edxml(root, SignatureOutcome(
-                            "untrusted", f"no peer configured for {p.peer}")))
-            parsed = read_edxml(verified, name=name,
-                                tolerant_ids=bool(peer and peer.tolerant_org_ids))
+            verified = verify_edxml(root, anchors, profile=peer.signature_profile, pin=pin)
+            signature = verified.outcome.outcome
+            parsed = read_edxml(verified, name=name, tolerant_ids=peer.tolerant_org_ids)
         except PacketError as exc:
-            rnd.outcomes.append(InboundOutcome(p.exchange_id, False, str(exc)))
-            return
-        ms = int((time.perf_counter() - t0) * 1000)
-        if parsed.kind == "status":
+            return Refused(str(exc), signature)
+        flags = tuple(parsed.warnings)
+        author = parsed.packet.sender.organ_id
+        if author != p.peer or author not in peer.organisation_ids:
+            return Refused(f"{name}: From {author!r} is not the axis sender {p.peer!r} "
+                           f"(peer {peer.name!r})", signature, flags)
+        ok, verdict = parsed.verdict(peer.signature_policy)
+        if not ok:
+            # the sender is bound: it hears of the refusal (02), nothing is registered
+            return Refused(f"{name}: {verdict}", signature, flags,
+                           item=parsed if parsed.kind == "edoc" else None)
+        return Accepted(parsed, signature, flags)
+
+    # ---- import and outcome --------------------------------------------------------------
+
+    def import_many(self, accepted: Sequence[tuple[StoredPacket, Accepted]]) -> list[Any]:
+        """The round's documents into `received_documents` (one transaction, a SAVEPOINT
+        each); status packets import nothing here (their report is recorded with the
+        round's outcomes)."""
+        docs = [(n, a.item) for n, (_, a) in enumerate(accepted) if a.item.kind == "edoc"]
+        rows = self.documents.add_many([_row(parsed) for _, parsed in docs])
+        out: list[Any] = [None] * len(accepted)
+        for (n, _), row in zip(docs, rows, strict=True):
+            out[n] = row
+        return out
+
+    def conclude(self, p: StoredPacket, checked: Checked, imported: Any) -> Concluded:
+        if isinstance(checked, Refused):
+            replies: tuple[NewExchange, ...] = ()
+            if isinstance(checked.item, ParsedEdxml):
+                doc = checked.item.packet
+                assert isinstance(doc, EdocDocument)
+                replies = self._replies(_fields(doc), (REFUSED, refusal_note(checked.reason)))
+            return Concluded(InboundOutcome(p.exchange_id, False, checked.reason,
+                                            checked.signature, flags=checked.flags),
+                             replies=replies)
+        parsed: ParsedEdxml = checked.item
+        if isinstance(parsed.packet, StatusPacket):
             st = parsed.packet
-            rnd.reports[p.exchange_id] = ReportedStatus(
-                st.response_for.document_id, st.sender.organ_id, st.status_code,
-                st.description, st.timestamp)
-            rnd.outcomes.append(InboundOutcome(
-                p.exchange_id, True, None, parsed.signature.outcome, st.response_for.document_id,
-                started=started, duration_ms=ms))
-            return
-        ok, verdict = parsed.verdict(peer.signature_policy if peer else "reject")
-        if peer is None:
-            ok, verdict = False, f"no peer is configured for sender {parsed.packet.sender.organ_id}"
-        rnd.documents.append((p, parsed, ok, verdict))
+            return Concluded(
+                InboundOutcome(p.exchange_id, True, None, checked.signature,
+                               st.response_for.document_id, flags=checked.flags),
+                report=ReportedStatus(st.response_for.document_id, st.sender.organ_id,
+                                      st.status_code, st.description, st.timestamp))
+        doc = parsed.packet
+        name = f"axis packet {p.packet_id} from {p.peer}"
+        if isinstance(imported, Exception):
+            log.error("%s: not written\n%s", name, traceback_of(imported))
+            return Concluded(InboundOutcome(
+                p.exchange_id, False, f"{name}: writing document {doc.document_id!r} failed: "
+                f"{reason_of(imported)}", checked.signature, flags=checked.flags))
+        row: dict[str, Any] = imported
+        if row["sender"] != doc.sender.organ_id:
+            return Concluded(InboundOutcome(
+                p.exchange_id, False, f"{name}: DocumentId {doc.document_id!r} is registered "
+                f"for a document from {row['sender']}", checked.signature, flags=checked.flags))
+        return Concluded(
+            InboundOutcome(p.exchange_id, True, None, checked.signature, doc.document_id,
+                           document_id=doc.document_id, flags=checked.flags),
+            replies=self._replies(row, (ARRIVED, ARRIVED_NOTE),
+                                  (row["progress"], row["progress_note"])))
 
-    def _write_documents(self, rnd: _Round) -> None:
-        """The round's documents into `received_documents` (one transaction), then their
-        outcomes and the 01 and 03/02 answers."""
-        rows = self.documents.add_many([_row(parsed, ok, verdict)
-                                        for _, parsed, ok, verdict in rnd.documents])
-        for (p, parsed, ok, verdict), row in zip(rnd.documents, rows, strict=True):
-            doc = parsed.packet
-            if isinstance(row, Exception):
-                log.error("axis packet %s: not written\n%s", p.packet_id, traceback_of(row))
-                rnd.outcomes.append(InboundOutcome(
-                    p.exchange_id, False, f"axis packet {p.packet_id} from {p.peer}: writing "
-                    f"document {doc.document_id!r} failed: {reason_of(row)}",
-                    parsed.signature.outcome, document_id=doc.document_id))
-                continue
-            rnd.replies += [self._status_packet(row, "01", ARRIVED),
-                            self._status_packet(row, row["progress"], row["progress_note"])]
-            rnd.outcomes.append(InboundOutcome(
-                p.exchange_id, ok, None if ok else verdict, parsed.signature.outcome,
-                doc.document_id, document_id=doc.document_id))
-        rnd.replies = [r for r in rnd.replies if r is not None]
+    def _replies(self, document: dict[str, Any],
+                 *answers: tuple[str, str | None]) -> tuple[NewExchange, ...]:
+        if self.statuses is None or self.status_route is None:
+            log.warning("no outbound status route: statuses %s for %s not sent",
+                        "/".join(c for c, _ in answers), document["document_id"])
+            return ()
+        return tuple(self.statuses.answer(document, code, note) for code, note in answers)
 
-    def _status_packet(self, row: dict, code: str, note: str | None) -> NewExchange | None:
-        if self.status_route is None:
-            log.warning("no outbound status route: status %s for %s not sent", code,
-                        row["document_id"])
-            return None
-        rec = SourceRecord("status", row["document_id"], int(code),
-                           SourceCursor(dt.datetime(1970, 1, 1), 0),
-                           dict(row, progress=code, progress_note=note))
-        return self.builder.build(rec)
+    def answer(self, state: InboundState) -> tuple[str, str | None]:
+        return ("done" if state.state == "delivered" else "fail", None)
 
 
-def _row(parsed: ParsedEdxml, ok: bool, verdict: str) -> dict:
-    """The `received_documents` row of a document: accepted (03) or refused (02)."""
-    doc = parsed.packet
-    att = doc.attachments[0] if doc.attachments else None
+class AxisInbound:
+    """Pulls the axis route: the inbound pipeline with the axis channel."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    @cached_property
+    def axis(self) -> AxisTransport:
+        transport = self.ctx.transport_for("axis")
+        assert isinstance(transport, AxisTransport)
+        return transport
+
+    @cached_property
+    def channel(self) -> AxisChannel:
+        return AxisChannel(self.ctx, self.ctx.builder.edxml.statuses
+                           if self._status_route_configured() else None)
+
+    def _status_route_configured(self) -> bool:
+        kinds = self.ctx.settings.kinds
+        return any(r.direction == "out" and r.kind in kinds
+                   and kinds[r.kind].builder == "edxml-status" for r in self.ctx.settings.routes)
+
+    def pull(self, route: RouteSection) -> AxisStats:
+        """One round (engine.pipeline): four transactions, whatever the batch size."""
+        s = InboundPipeline(self.ctx, self.axis, self.channel, log).pull(route)
+        return AxisStats(s.received, s.imported - s.statuses, s.quarantined, s.statuses,
+                         s.acknowledged)
+
+
+def _fields(doc: EdocDocument) -> dict[str, Any]:
+    """What a status packet about a document needs."""
     return dict(document_id=doc.document_id, sender=doc.sender.organ_id,
-                sender_name=doc.sender.name, code=f"{doc.code_number}/{doc.code_notation}",
-                promulgation_date=doc.promulgation_date, subject=doc.subject,
+                code=f"{doc.code_number}/{doc.code_notation}",
+                promulgation_date=doc.promulgation_date)
+
+
+def _row(parsed: ParsedEdxml) -> dict[str, Any]:
+    """The `received_documents` row of an accepted document (03: registered)."""
+    doc = parsed.packet
+    assert isinstance(doc, EdocDocument)
+    att = doc.attachments[0] if doc.attachments else None
+    return dict(_fields(doc), sender_name=doc.sender.name, subject=doc.subject,
                 content=doc.content, signer_name=doc.signer_name,
                 attachment_name=att.name if att else None,
                 attachment_type=att.detected_type if att else None,
                 attachment=att.data if att else None, signature=parsed.signature.outcome,
-                progress="03" if ok else "02",
-                progress_note=("Đã tiếp nhận và vào sổ" if ok else f"Từ chối: {verdict}")[:500],
+                progress=REGISTERED, progress_note=REGISTERED_NOTE,
                 updated_at=dt.datetime.now(VN_TZ).replace(tzinfo=None), version=1)

@@ -12,17 +12,10 @@ from typing import Any
 from adapter.config import Settings, load_settings
 from adapter.crypto.keys import SigningIdentity, configured_identity
 from adapter.crypto.sign import PacketSigner
-from adapter.edxml.build import build_document, build_status, sign_edxml
-from adapter.edxml.model import (
-    STATUS_CODES,
-    Attachment,
-    Business,
-    EdocDocument,
-    Organization,
-    ResponseFor,
-    StatusPacket,
-)
+from adapter.edxml.build import build_document, sign_edxml
+from adapter.edxml.model import Attachment, Business, EdocDocument, Organization
 from adapter.edxml.parse import edxml_schema
+from adapter.engine.status_packets import StatusPackets
 from adapter.errors import PacketError
 from adapter.kinds import KindRegistry
 from adapter.mapping import MappingSet, PacketHeader, packet_id
@@ -83,6 +76,7 @@ class EdxmlBuilder:
         a = settings.adapter
         self.us = Organization(a.organisation_id, a.organisation_name, a.organisation_name,
                                a.organisation_address)
+        self.statuses = StatusPackets(settings, identity)
 
     def organization(self, organ_id: str) -> Organization:
         peer = self.settings.peer_of(organ_id)
@@ -95,23 +89,18 @@ class EdxmlBuilder:
             "default"
 
     def build(self, record: SourceRecord, now: dt.datetime | None = None) -> NewExchange:
+        if self.settings.kinds[record.kind].builder != "edxml-document":
+            return self.statuses.build(record, now)  # the one producer of status packets
         key, version = record.key, record.version
         pid = packet_id(record.kind, key, version)
         now = (now or dt.datetime.now(dt.UTC)).astimezone(VN_TZ)
         try:
-            if self.settings.kinds[record.kind].builder == "edxml-document":
-                recipients = self._recipients(record)
-                doc = self.document(record.data, recipients, now, record.version)
-                root = build_document(doc)
-                document_id = doc.document_id
-                peer = recipients[0] if len(recipients) == 1 else None
-                profile = self.profile_for(recipients)
-            else:
-                st = self.status(record.data, now)
-                root = build_status(st)
-                document_id, peer = st.response_for.document_id, st.response_for.organ_id
-                recipients = []
-                profile = self.profile_for([peer])
+            recipients = self._recipients(record)
+            doc = self.document(record.data, recipients, now, record.version)
+            root = build_document(doc)
+            document_id = doc.document_id
+            peer = recipients[0] if len(recipients) == 1 else None
+            profile = self.profile_for(recipients)
             edxml_schema().check(root, packet=f"{record.kind} {key}")
             payload = serialize(sign_edxml(root, self.identity.at(now), profile=profile))
         except (PacketError, FieldValueError, KeyError, ValueError) as exc:
@@ -149,16 +138,6 @@ class EdxmlBuilder:
                               document_id if version > 1 else ""),
             attachments=[Attachment(f"cid:{d['decision_code']}", d.get("document_name")
                                     or "quyet-dinh.pdf", _text(d["subject"]), "", data, "")])
-
-    def status(self, d: dict, now: dt.datetime) -> StatusPacket:
-        return StatusPacket(
-            sender=self.us,
-            response_for=ResponseFor(d["sender"], d.get("code") or "",
-                                     d.get("promulgation_date") or "", d["document_id"]),
-            status_code=d["progress"], description=_text(
-                d.get("progress_note") or STATUS_CODES.get(d["progress"], d["progress"])),
-            timestamp=now.strftime("%Y/%m/%d %H:%M:%S"),
-            staff={"Department": "Văn thư"})
 
 
 def _text(v: Any) -> str:

@@ -1,34 +1,74 @@
-"""Writing received judgments into the enforcement database, idempotently.
+"""Writing received records into the enforcement database, idempotently.
 
-One transaction per batch, one SAVEPOINT per judgment: a judgment's row, parties and
-obligations are replaced together or not at all, and a judgment the database refuses (a
-value too long for its column, a constraint) is rolled back alone and reported as that
-judgment's failure while the others commit. The packet's version decides: a newer version
-replaces, the same version is already there (a re-delivery), an older one is refused (a
-replay).
+The enforcement database is the ministry's own: the service never creates tables in it
+(only `init --demo` creates the demo schema, adapter.sources.synth). A table the import
+needs and does not find stops the round with `SourceSchemaMissing`, naming the table;
+nothing is created and no packet is blamed.
+
+One transaction per batch, one SAVEPOINT per record: a record's row and child rows (a
+judgment's parties and obligations) are replaced together or not at all, and a record the
+database refuses (a value too long for its column, a constraint) is rolled back alone and
+reported as that record's failure while the others commit. The packet's version decides:
+a newer version replaces, the same version is already there (a re-delivery), an older one
+is refused (a replay). Which table, key and child rows: the kind's registry entry.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, inspect, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from adapter.sources.models import (
-    JudgmentRow,
-    ObligationRow,
-    PartyRow,
-    ReceivedDocumentRow,
-    SourceBase,
-)
+from adapter.errors import AdapterError
+from adapter.kinds import KindSpec
+from adapter.sources.models import ReceivedDocumentRow, SourceBase
 
-_JUDGMENT_COLS = ("court_code", "court_name", "number", "issued_date", "effective_date",
-                  "case_type", "instance", "summary", "document_name", "document_media_type",
-                  "document_sha256", "document")
+#: columns the importer writes itself, never from a packet
+_OWN_COLUMNS = frozenset({"id", "version", "updated_at"})
+
+
+class SourceSchemaMissing(AdapterError):
+    """The enforcement database lacks a table the import writes to."""
+
+
+def require_tables(engine: Engine, names: Iterable[str]) -> None:
+    """Raise SourceSchemaMissing naming each table the enforcement database lacks."""
+    present = set(inspect(engine).get_table_names())
+    missing = [n for n in names if n not in present]
+    if missing:
+        tables = f"table {missing[0]!r}" if len(missing) == 1 else \
+            f"tables {', '.join(repr(m) for m in missing)}"
+        raise SourceSchemaMissing(
+            f"the enforcement database has no {tables}: "
+            "the adapter never creates tables there; create the ministry's schema (or, for "
+            "the demo, run `thads-adapter init --demo`)")
+
+
+class SourceTables:
+    """The enforcement database's tables, checked to exist (once) and described from the
+    demo schema when it declares them, reflected otherwise."""
+
+    def __init__(self, engine: Engine, names: Iterable[str]) -> None:
+        self.engine, self.names = engine, tuple(dict.fromkeys(names))
+        self._checked = False
+        self._metadata = MetaData()
+
+    def require(self) -> None:
+        if not self._checked:
+            require_tables(self.engine, self.names)
+            self._checked = True
+
+    def __getitem__(self, name: str) -> Table:
+        known = SourceBase.metadata.tables.get(name)
+        if known is not None:
+            return known
+        if name not in self._metadata.tables:
+            Table(name, self._metadata, autoload_with=self.engine)
+        return self._metadata.tables[name]
 
 
 @dataclass(frozen=True)
@@ -38,18 +78,26 @@ class ImportResult:
     stored_version: int
 
 
-class JudgmentImporter:
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        SourceBase.metadata.create_all(engine)  # the demo schema; existing tables are kept
+class RecordImporter:
+    """Received records of one kind into its table (`spec.table`, keyed by `spec.key`),
+    with their child rows (`spec.children`, replaced through their foreign key)."""
+
+    def __init__(self, engine: Engine, spec: KindSpec) -> None:
+        self.engine, self.spec = engine, spec
+        self.tables = SourceTables(engine, [spec.table, *(c.table for c in spec.children)])
+
+    def require(self) -> None:
+        """The tables must be there (SourceSchemaMissing otherwise)."""
+        self.tables.require()
 
     def import_many(self, items: Sequence[tuple[dict[str, Any], int]]
                     ) -> list[ImportResult | Exception]:
         """Import (record, version) pairs in one transaction; each outcome in item order is
-        its result or the exception that refused that judgment alone. An outage of the
-        database (connection lost, locked) raises instead: it is no judgment's fault."""
+        its result or the exception that refused that record alone. An outage of the
+        database (connection lost, locked) raises instead: it is no record's fault."""
         if not items:
             return []
+        self.require()
         with self.engine.begin() as c:
             return [self._isolated(c, record, version) for record, version in items]
 
@@ -63,44 +111,47 @@ class JudgmentImporter:
                 if _outage(exc):
                     raise
                 if isinstance(exc, IntegrityError) and attempt == 1:
-                    # another instance inserted the same judgment between our read and our
+                    # another instance inserted the same record between our read and our
                     # write: read again, and the version rule decides.
                     continue
                 return exc
         raise AssertionError("unreachable")
 
     def _upsert(self, c: Connection, record: dict[str, Any], version: int) -> ImportResult:
-        t = JudgmentRow.__table__
-        code = record["judgment_code"]
+        spec = self.spec
+        t = self.tables[spec.table]
+        key = record[spec.key]
+        children = {ch.name for ch in spec.children}
+        values = {k: v for k, v in record.items()
+                  if k in t.c and k not in _OWN_COLUMNS and k != spec.key and k not in children}
         now = dt.datetime.now()
-        values = {col: record.get(col) for col in _JUDGMENT_COLS}
-        q = select(t.c.id, t.c.version).where(t.c.judgment_code == code)
+        q = select(t.c.id, t.c[spec.version_column]).where(t.c[spec.key] == key)
         if self.engine.dialect.name != "sqlite":
             q = q.with_for_update()
         row = c.execute(q).first()
-        if row is not None and row.version > version:
-            return ImportResult("stale", row.version)
-        if row is not None and row.version == version:
-            return ImportResult("unchanged", row.version)
+        stored = None if row is None else int(row[1])
+        if stored is not None and stored > version:
+            return ImportResult("stale", stored)
+        if stored is not None and stored == version:
+            return ImportResult("unchanged", stored)
         if row is None:
-            jid = c.execute(insert(t).values(judgment_code=code, version=version,
-                                             updated_at=now, **values)
+            rid = c.execute(insert(t).values({spec.key: key, spec.version_column: version,
+                                              "updated_at": now, **values})
                             .returning(t.c.id)).scalar_one()
         else:
-            jid = row.id
-            c.execute(update(t).where(t.c.id == jid).values(version=version, updated_at=now,
-                                                            **values))
-            c.execute(delete(PartyRow.__table__).where(PartyRow.__table__.c.judgment_id == jid))
-            c.execute(delete(ObligationRow.__table__)
-                      .where(ObligationRow.__table__.c.judgment_id == jid))
-        parties = [dict(p, judgment_id=jid, case_id=None) for p in record.get("parties") or []]
-        obligations = [dict(o, judgment_id=jid, case_id=None)
-                       for o in record.get("obligations") or []]
-        if parties:
-            c.execute(insert(PartyRow.__table__), parties)
-        if obligations:
-            c.execute(insert(ObligationRow.__table__), obligations)
+            rid = row[0]
+            c.execute(update(t).where(t.c.id == rid).values(
+                {spec.version_column: version, "updated_at": now, **values}))
+            for ch in spec.children:
+                ct = self.tables[ch.table]
+                c.execute(delete(ct).where(ct.c[ch.foreign_key] == rid))
+        for ch in spec.children:
+            rows = [dict({k: r.get(k) for k in ch.columns}, **{ch.foreign_key: rid})
+                    for r in record.get(ch.name) or []]
+            if rows:
+                c.execute(insert(self.tables[ch.table]), rows)
         return ImportResult("imported", version)
+
 
 def _outage(exc: Exception) -> bool:
     """The database, not the judgment, failed: the connection broke or it is locked."""
@@ -115,19 +166,23 @@ class ReceivedDocuments:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        SourceBase.metadata.create_all(engine)  # the demo schema; existing tables are kept
+        self.tables = SourceTables(engine, [ReceivedDocumentRow.__tablename__])
+
+    def require(self) -> None:
+        """The table must be there (SourceSchemaMissing otherwise)."""
+        self.tables.require()
 
     def add_many(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """Each outcome in order: the row as stored (the earlier one for a re-delivery), or
         the exception that refused that document alone."""
         if not rows:
             return []
+        self.require()
         with self.engine.begin() as c:
             return [self._isolated(c, values) for values in rows]
 
-    @staticmethod
-    def _isolated(c: Connection, values: dict[str, Any]) -> dict[str, Any] | Exception:
-        t = ReceivedDocumentRow.__table__
+    def _isolated(self, c: Connection, values: dict[str, Any]) -> dict[str, Any] | Exception:
+        t = self.tables[ReceivedDocumentRow.__tablename__]
         try:
             with c.begin_nested():
                 existing = c.execute(select(t).where(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from adapter.store import evidence, recipients, states
 from adapter.store.base import StoreBase, utcnow
@@ -24,9 +26,9 @@ from adapter.store.records import (
 )
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
-AT = Attempt.__table__
+EX: Table = cast(Table, Exchange.__table__)
+PK: Table = cast(Table, Packet.__table__)
+AT: Table = cast(Table, Attempt.__table__)
 
 
 class Inbox(StoreBase):
@@ -48,17 +50,17 @@ class Inbox(StoreBase):
                     peer=it.peer, source_key=it.packet_id, source_version=0,
                     state=State.PENDING, attempts=0, created_at=now, updated_at=now)
                     for it in items]).scalars())
-            blobs = [dict(packet_id=it.packet_id, payload=it.payload,
-                          sha256=hashlib.sha256(it.payload).hexdigest())
-                     for it in items if it.packet_id in new]
-            if blobs:
-                c.execute(insert(PK), blobs)
+            fresh = [it for it in items if it.packet_id in new]
+            digests = {it.packet_id: hashlib.sha256(it.payload).hexdigest() for it in fresh}
+            if fresh:
+                c.execute(insert(PK), [dict(packet_id=it.packet_id, payload=it.payload,
+                                            sha256=digests[it.packet_id]) for it in fresh])
             ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
                 EX.c.packet_id.in_([it.packet_id for it in items]))).all())
             evidence.append(c, [evidence.Event("received", "in", it.peer, it.kind,
-                                               ids[it.packet_id], it.packet_id, it.payload)
-                                for it in items if it.packet_id in new],
-                            enabled=self.evidence)
+                                               ids[it.packet_id], it.packet_id, it.payload,
+                                               content_sha256=digests[it.packet_id])
+                                for it in fresh], enabled=self.evidence)
             return ids
 
     def inbound_pending(self, route: str, limit: int) -> list[StoredPacket]:
@@ -88,6 +90,8 @@ class Inbox(StoreBase):
         what the channel was told. Returns the outcomes as recorded."""
         now = utcnow()
         final = list(results)
+        if not final and not replies and not acks:
+            return final
         with self.engine.begin() as c:
             for n, r in enumerate(final):
                 report = (reports or {}).get(r.exchange_id)
@@ -97,6 +101,12 @@ class Inbox(StoreBase):
                 if ours is None:
                     final[n] = replace(r, imported=False, error=(
                         f"status {report.code} for unknown document {report.document_id!r}"))
+                elif not recipients.addressed(c, ours, report.organ_id):
+                    # only an addressee answers for itself: nobody else marks our document
+                    # delivered or rejected in its name
+                    final[n] = replace(r, imported=False, error=(
+                        f"status {report.code} about document {report.document_id!r} from "
+                        f"{report.organ_id}, which is not one of its recipients"))
                 else:
                     recipients.record(c, ours, report, now, with_evidence=self.evidence)
             self._finish_in(c, final, now)
@@ -132,7 +142,8 @@ class Inbox(StoreBase):
             "imported" if r.imported else "quarantined", "in", None, None,
             r.exchange_id, None, None, r.signature,
             {k: v for k, v in dict(error=r.error, source_key=r.source_key,
-                                   source_version=r.source_version).items() if v})
+                                   source_version=r.source_version,
+                                   flags=list(r.flags)).items() if v})
             for r in results], enabled=self.evidence)
 
     def inbound_states(self, packet_ids: Sequence[str]) -> dict[str, InboundState]:
@@ -160,12 +171,22 @@ class Inbox(StoreBase):
                                            None, None, None, {"outcome": a.outcome})
                             for a in acks], enabled=self.evidence)
 
+    def flags_of(self, exchange_id: int) -> list[str]:
+        """How a received packet travelled, as recorded with its outcome (edXML trace hops
+        without an OrganId, tolerated ids); for `exchanges show`."""
+        ev = cast(Table, evidence.EvidenceEntry.__table__)
+        with self.engine.connect() as c:
+            details = c.execute(select(ev.c.detail).where(
+                ev.c.exchange_id == exchange_id, ev.c.event.in_(("imported", "quarantined")),
+                ev.c.detail.is_not(None)).order_by(ev.c.seq)).scalars().all()
+        return [f for d in details for f in json.loads(d).get("flags", [])]
+
     def record_status(self, report: recipients.ReportedStatus
                       ) -> recipients.StatusRecorded | None:
         """A recipient's status packet about a document we sent; None when we sent no
-        such document."""
+        such document, or not to the organisation reporting."""
         with self.engine.begin() as c:
             ex_id = recipients.our_document(c, report.document_id)
-            if ex_id is None:
+            if ex_id is None or not recipients.addressed(c, ex_id, report.organ_id):
                 return None
             return recipients.record(c, ex_id, report, utcnow(), with_evidence=self.evidence)

@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, Table, insert, select, update
 
 from adapter.store import evidence, states
 from adapter.store.models import Exchange, Recipient, StatusReport
 from adapter.store.states import State
 
-EX = Exchange.__table__
-RC = Recipient.__table__
-SR = StatusReport.__table__
+EX: Table = cast(Table, Exchange.__table__)
+RC: Table = cast(Table, Recipient.__table__)
+SR: Table = cast(Table, StatusReport.__table__)
 #: answers that settle one recipient's delivery
 SETTLING = frozenset({"02", "03", "04", "05", "06"})
 
@@ -69,6 +70,15 @@ def our_document(c: Connection, document_id: str) -> int | None:
     return c.execute(select(EX.c.id).where(
         EX.c.document_id == document_id, EX.c.kind == "edoc", EX.c.direction == "out")
         .order_by(EX.c.id.desc()).limit(1)).scalar()
+
+
+def addressed(c: Connection, ex_id: int, organ_id: str) -> bool:
+    """Whether `organ_id` is one of the document's recipients (a document sent before
+    recipients were rows names its single recipient in `peer`)."""
+    rows = list(c.execute(select(RC.c.organ_id).where(RC.c.exchange_id == ex_id)).scalars())
+    if rows:
+        return organ_id in rows
+    return c.execute(select(EX.c.peer).where(EX.c.id == ex_id)).scalar() == organ_id
 
 
 def record(c: Connection, ex_id: int, st: ReportedStatus, now: dt.datetime, *,

@@ -106,8 +106,12 @@ class InboundOutcome:
     source_version: int | None = None
     started: dt.datetime | None = None
     duration_ms: int = 0
-    #: axis documents: the edXML DocumentId
+    #: axis documents: the edXML DocumentId (accepted documents only: a refused one does
+    #: not register its DocumentId)
     document_id: str | None = None
+    #: how it travelled, for the auditor: edXML trace hops without an OrganId, tolerated
+    #: organisation ids (recorded in the evidence entry of the outcome)
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,13 @@ from adapter.transports.axis_auth import (
     signed_headers,
     vietnam_now,
 )
-from adapter.transports.base import ItemOutcome, PlatformReceipt, SubmitItem
+from adapter.transports.base import (
+    FetchedPacket,
+    ItemOutcome,
+    PendingPacket,
+    PlatformReceipt,
+    SubmitItem,
+)
 
 MESSAGE_TYPES = ("edoc", "status")
 SERVICE_TYPE = "eDoc"
@@ -202,6 +208,24 @@ class AxisTransport:
                                        "accepted" if mtype == "status" else "queued", None,
                                        hashlib.sha256(it.payload).hexdigest()))
         return out
+
+    # ---- the inbound interface (transports.base.InboundTransport) ----------------------
+
+    def list_pending(self, recipient: str, limit: int) -> list[PendingPacket]:
+        """Documents and status packets waiting for us (interleaved), under the axis's
+        DocIds; the sender is the `from` the axis authenticated. The axis lists only what
+        waits for this system, so `recipient` is ours by construction."""
+        return [PendingPacket(i.doc_id, "status" if i.message_type == "status" else "edoc",
+                              i.sender, 0) for i in self.received()[:limit]]
+
+    def fetch(self, packet_id: str) -> FetchedPacket:
+        """One packet by DocId (kind and sender are the listing's)."""
+        return FetchedPacket(packet_id, "", "", self.get(packet_id))
+
+    def acknowledge(self, packet_id: str, outcome: str, reason: str | None = None) -> bool:
+        """updateStatus: `done` (taken, whatever the business answer) or `fail`."""
+        self.update_status(packet_id, outcome)
+        return True
 
     def close(self) -> None:
         self.session.close()

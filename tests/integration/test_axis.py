@@ -130,7 +130,7 @@ def test_a_zipped_attachment_arrives_unpacked_and_the_evidence_keeps_the_packet_
     from adapter.edxml import build_document, sign_edxml
     from adapter.edxml.model import Attachment, Business, EdocDocument, Organization
     from adapter.service.runner import Service
-    from adapter.sources.models import ReceivedDocumentRow
+    from adapter.sources.models import ReceivedDocumentRow, SourceBase
     from adapter.store.evidence import EvidenceEntry
     from adapter.store.models import Packet
     from adapter.xml.safe import serialize
@@ -169,6 +169,7 @@ channel = "axis"
     cfg.write_text(cfg.read_text().replace(f'organisation_id = "{BTP}"',
                                            f'organisation_id = "{HCM}"', 1), encoding="utf-8")
     hcm = load_settings(cfg)
+    SourceBase.metadata.create_all(make_engine(hcm.url(hcm.source.url)))  # `init --demo`
     served = serve_wsgi(build_app(hcm), settings=hcm, port=port)
     try:
         client(hcm, "btp", BTP).send(packet, "edoc")

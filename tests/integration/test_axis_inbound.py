@@ -56,6 +56,7 @@ def test_an_axis_answer_without_data_fails_that_item_only(sent, pki):
                          .where(Exchange.direction == "in").order_by(Exchange.id)).all()
     (state, error, ack), (state2, _, ack2) = rows
     assert state == "failed" and ack == "ack:fail"
-    assert first.doc_id in error and "unreadable answer to getEdoc" in error
+    assert first.doc_id in error and "unreadable answer to fetch" in error
+    assert "getEdoc" in error and "data is not base64" in error
     assert (state2, ack2) == ("delivered", "ack:done")
     assert inbound.axis.received() == []  # both answered: the axis lists nothing again

@@ -30,7 +30,7 @@ ME = "000.00.00.G15"
 
 
 def inbound_config(tmp_path, pki, port, *, policy="reject", max_bytes=16_777_216,
-                   state_db=None, source_db=None):
+                   state_db=None, source_db=None, signers=""):
     return write_config(tmp_path, pki, sim_port=port, state_db=state_db, source_db=source_db,
                         routes="""
 [[routes]]
@@ -48,6 +48,7 @@ name = "courts"
 organisation_ids = ["{COURT}"]
 trust_anchors = ["{pki}/ca.crt"]
 signature_policy = "{policy}"
+{signers}
 """)
 
 
@@ -57,8 +58,17 @@ def settings(tmp_path, pki):
     return load_settings(inbound_config(tmp_path, pki, free_port()))
 
 
+def demo_schema(settings) -> None:
+    """The enforcement database's tables, as `init --demo` creates them: the service never
+    creates tables there."""
+    eng = make_engine(settings.url(settings.source.url))
+    SourceBase.metadata.create_all(eng)
+    eng.dispose()
+
+
 @pytest.fixture
 def engine(settings, sim):
+    demo_schema(settings)
     ctx = Context(settings)
     ctx.store.create_schema()
     yield InboundEngine(ctx)
@@ -296,6 +306,7 @@ def test_oversized_packet_is_refused_unfetched(tmp_path, pki, sim, court):
     s = load_settings(inbound_config(tmp_path / "small", pki, sim.app and
                                      int(sim.url.rsplit(":", 1)[1].split("/")[0]),
                                      max_bytes=4096))
+    demo_schema(s)
     ctx = Context(s)
     ctx.store.create_schema()
     eng = InboundEngine(ctx)
@@ -307,6 +318,67 @@ def test_oversized_packet_is_refused_unfetched(tmp_path, pki, sim, court):
     assert box["fetches"] == 0 and box["ack_outcome"] == "rejected"
     assert "exceed the limit of 4096" in box["ack_reason"]
     ctx.close()
+
+
+def test_a_judgment_signed_by_another_peer_under_the_same_ca_is_quarantined(
+        tmp_path, pki, sim, court):
+    """The courts name their signer: a certificate of the same CA that is not theirs (here
+    the adapter's own) cannot sign a judgment in their name."""
+    port = int(sim.url.rsplit(":", 1)[1].split("/")[0])
+    s = load_settings(inbound_config(tmp_path / "pin", pki, port,
+                                     signers=f'signer_certificates = ["{pki}/court.crt"]'))
+    demo_schema(s)
+    ctx = Context(s)
+    ctx.store.create_schema()
+    other = PacketSigner(load_identity(pki / "adapter.key", pki / "adapter.crt"))
+    forged_pid, forged = _signed(court, key="BA-OTHER-SIGNER", signer=other)
+    good_pid, good = _signed(court, key="BA-COURT-SIGNER")
+    put_raw(sim, forged_pid, forged)
+    put_raw(sim, good_pid, good)
+    try:
+        drain(InboundEngine(ctx))
+        with make_engine(s.url(s.source.url)).connect() as c:
+            codes = list(c.execute(select(JudgmentRow.judgment_code)).scalars())
+        assert codes == ["BA-COURT-SIGNER"]
+        ack = {b["packet_id"]: b for b in outbox(sim)}
+        assert ack[forged_pid]["ack_outcome"] == "rejected"
+        assert "is not a signer configured for peer courts" in ack[forged_pid]["ack_reason"]
+        assert ack[good_pid]["ack_outcome"] == "accepted"
+    finally:
+        ctx.close()
+
+
+def test_the_service_never_creates_tables_in_the_enforcement_database(settings, sim, court,
+                                                                     caplog):
+    """The enforcement database is the ministry's: without the tables the import needs, the
+    round stops with a message naming them, creates nothing, and blames no packet."""
+    from sqlalchemy import inspect
+
+    from adapter.service.runner import Service
+    from adapter.sources.writer import SourceSchemaMissing
+
+    pid, data = _signed(court, key="BA-NO-TABLE")
+    put_raw(sim, pid, data)
+    ctx = Context(settings)
+    ctx.store.create_schema()
+    try:
+        with pytest.raises(SourceSchemaMissing, match="no tables 'judgments', 'parties', "
+                                                      "'obligations'.*never creates tables"):
+            InboundEngine(ctx).pull(settings.route("judgments"))
+        with caplog.at_level("WARNING", logger="adapter.service"):
+            Service(settings, ctx).run_once()
+        assert "no tables 'judgments'" in caplog.text
+        source = make_engine(settings.url(settings.source.url))
+        assert inspect(source).get_table_names() == []
+        (box,) = outbox(sim)
+        assert box["fetches"] == 0 and box["ack_outcome"] is None  # left for later
+        with ctx.state_engine.connect() as c:
+            assert c.execute(select(Exchange.id)).all() == []
+        demo_schema(settings)  # once the schema is there, the judgment comes in
+        drain(InboundEngine(ctx))
+        assert judgments_in_db(settings) == 1
+    finally:
+        ctx.close()
 
 
 def test_replayed_old_version_is_refused(settings, sim, engine, court):
@@ -343,6 +415,7 @@ def test_newer_version_replaces_parties_atomically(settings, sim, engine, court)
 def test_flag_policy_imports_and_records_the_outcome(tmp_path, pki, sim, court):
     port = int(sim.url.rsplit(":", 1)[1].split("/")[0])
     s = load_settings(inbound_config(tmp_path / "flag", pki, port, policy="flag"))
+    demo_schema(s)
     ctx = Context(s)
     ctx.store.create_schema()
     eng = InboundEngine(ctx)
@@ -417,3 +490,28 @@ def test_a_judgment_the_database_refuses_is_quarantined_and_the_round_goes_on(
     finally:
         ctx.close()
         served.close()
+
+
+def _commits(*engines):
+    """Counts committed transactions on the engines (reads roll back and are not counted)."""
+    from sqlalchemy import event
+
+    count = {"n": 0}
+
+    def commit(_conn):
+        count["n"] += 1
+    for e in engines:
+        event.listen(e, "commit", commit)
+    return count
+
+
+@pytest.mark.parametrize("n", [3, 30])
+def test_a_round_costs_four_transactions_whatever_its_size(n, settings, sim, engine):
+    requests.post(sim.url.replace("/lgsp", "/outbox/judgments"),
+                  json={"count": n, "start": 5000}, timeout=60).raise_for_status()
+    ctx = engine.ctx
+    commits = _commits(ctx.state_engine, ctx.source_engine)
+    stats = engine.pull(settings.route("judgments"))
+    assert (stats.received, stats.imported, stats.acknowledged) == (n, n, n)
+    # store; import (enforcement database); record the outcomes; note the answers
+    assert commits["n"] == 4

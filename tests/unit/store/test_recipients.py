@@ -46,3 +46,6 @@ def test_a_later_report_does_not_undo_a_refusal_and_unknown_documents_are_none(s
     assert first.settled == "02"
     assert state_store.record_status(ReportedStatus("elsewhere", ORGS[0], "01", None,
                                                     None)) is None
+    # only an addressee reports for itself
+    assert _report(state_store, "000.00.09.H09", "03") is None
+    assert "000.00.09.H09" not in {r.organ_id for r in state_store.recipients_of(ex_id)}
