@@ -69,7 +69,8 @@ class StatusPackets:
             peer = st.response_for.organ_id
             root = build_status(st)
             edxml_schema().check(root, packet=f"{record.kind} {key}")
-            payload = serialize(sign_edxml(root, self.identity.at(now), profile=self._profile(peer)))
+            payload = serialize(sign_edxml(root, self.identity.at(now),
+                                           profile=self._profile(peer)))
         except (PacketError, FieldValueError, KeyError, ValueError) as exc:
             return NewExchange(pid, record.kind, key[:80], version, None,
                                error=f"packet {record.kind} {key}: {exc}")
