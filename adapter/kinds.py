@@ -167,4 +167,8 @@ KINDS = KindRegistry([
     # one status packet per received document and progress code (04, 05, 06).
     KindSpec("status", table="received_documents", key="document_id", outbound="axis",
              builder="edxml-status", addressing="record", version_column="progress"),
+    # the register of debtors without conditions to pay (QĐ 498): one row per notice.
+    KindSpec("debtor", table="debtor_entries", key="entry_code", outbound="lgsp",
+             mapping="debtor.yaml", schema="thads/debtor.xsd",
+             lookups=(Lookup("case_code", "cases", "case_code", via="case_id"),)),
 ])

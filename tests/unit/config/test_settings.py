@@ -43,7 +43,8 @@ def _write(tmp_path, text):
      'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
      'recipient = "000.00.00.G22"\n', "routes.0.kind",
-     "unknown packet kind 'fax': expected 'case', 'receipt', 'judgment', 'edoc' or 'status'"),
+     "unknown packet kind 'fax': expected 'case', 'receipt', 'judgment', 'edoc', 'status' "
+     "or 'debtor'"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
      'kind = "judgment"\ndirection = "out"\nrecipient = "000.00.00.G22"\n', "routes.0",
      "cannot be sent over lgsp: it is received over lgsp"),
