@@ -268,6 +268,22 @@ def debtor_notices(rng: random.Random, case: dict, parties: list[dict],
     return out
 
 
+def sample_notices(seed: int = 7, *, person: bool = True, start: int = 1) -> list[dict]:
+    """The notices of the first register entry from case `start` on whose debtor is a person
+    (or an organisation), whatever the case's status, with the case code the registry looks
+    up: records for tests and the partner kit."""
+    gen, rng = Generator(seed), random.Random(f"debtors-{seed}")
+    i = start
+    while True:
+        case, parties, obligations, _ = gen.case(i)
+        debtor = next(p for p in parties if p["role"] == "PTHA")
+        notices = debtor_notices(rng, case, parties, obligations) \
+            if (debtor["kind"] == "CN") == person else []
+        if notices:
+            return [dict(n, case_code=case["case_code"]) for n in notices]
+        i += 1
+
+
 def _chunks(n: int, size: int) -> Iterator[range]:
     for start in range(1, n + 1, size):
         yield range(start, min(n, start + size - 1) + 1)
