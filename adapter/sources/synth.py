@@ -224,6 +224,10 @@ def debtor_notices(rng: random.Random, case: dict, parties: list[dict],
     person = debtor["kind"] == "CN"
     finding_date = case["decision_date"] + dt.timedelta(days=rng.randint(45, 240))
     verified = finding_date - dt.timedelta(days=rng.randint(1, 10))
+    # money unpaid: no income or assets (art. 44a(1)(a)); an asset to hand over that is gone
+    # as well: sometimes (b)
+    assets = any(o["type"] == "TS" for o in obligations)
+    ground = "B" if assets and rng.random() < 0.4 else "A"
     base = dict(
         entry_code=f"CDK-{case['case_code'][4:]}", action="CB", action_reason=None,
         case_id=case["id"], office_code=case["office_code"],
@@ -238,7 +242,7 @@ def debtor_notices(rng: random.Random, case: dict, parties: list[dict],
         ["type"], amount=unpaid, amount_words=amount_in_words(unpaid) if rng.random() < 0.7
         else None,
         finding_no=f"{rng.randint(1, 9999)}/{finding_date.year}/QĐ-CCTHADS",
-        finding_date=finding_date, ground=rng.choices("ABC", weights=(8, 1, 1))[0],
+        finding_date=finding_date, ground=ground,
         verified_on=verified, next_verification_on=verified + dt.timedelta(days=180),
         verification_note=rng.choice(VERIFICATION_NOTES))
     fate = rng.random()
