@@ -51,6 +51,8 @@ class CaseRow(_Changed, SourceBase):
     judgment_date: Mapped[dt.date | None] = mapped_column(Date)
     court_code: Mapped[str | None] = mapped_column(String(40))
     court_name: Mapped[str | None] = mapped_column(String(200))
+    #: the QCVN 102 id of the court that judged: where enforcement decisions are sent
+    court_org_id: Mapped[str | None] = mapped_column(String(20))
     officer: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str | None] = mapped_column(String(8))
     collected_amount: Mapped[int | None] = mapped_column(BigInteger)

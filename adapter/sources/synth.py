@@ -77,6 +77,16 @@ def _pdf(text: str) -> bytes:
     return bytes(out)
 
 
+def court_org_id(province: tuple) -> str:
+    """The demo's QCVN 102 id of a province's court (T: courts, under the province's code)."""
+    return f"000.00.{province[1][1:]}.T01"
+
+
+def procuracy_org_id(province: tuple) -> str:
+    """The demo's QCVN 102 id of a province's procuracy (Viện kiểm sát; V: procuracies)."""
+    return f"000.00.{province[1][1:]}.V01"
+
+
 class Generator:
     def __init__(self, seed: int = 2026) -> None:
         self.rng = random.Random(seed)
@@ -121,7 +131,8 @@ class Generator:
             decision_no=f"{r.randint(1, 9999)}/{accept.year}/QĐ-CCTHADS",
             decision_date=accept + dt.timedelta(days=r.randint(0, 5)),
             judgment_no=f"{r.randint(1, 9999)}/{jdate.year}/{jkind}", judgment_date=jdate,
-            court_code=prov[3], court_name=f"Tòa án nhân dân {prov[0]}", officer=officer,
+            court_code=prov[3], court_name=f"Tòa án nhân dân {prov[0]}",
+            court_org_id=court_org_id(prov), officer=officer,
             status=r.choice(STATUSES), collected_amount=r.randint(0, 500) * 100_000,
             updated_at=BASE_TIME + dt.timedelta(seconds=i), version=1)
         parties = []

@@ -12,7 +12,7 @@ def test_demo_configuration_loads_with_paths_resolved_against_project_root():
     s = load_settings(ROOT / "config" / "adapter.toml", environ={})
     assert s.adapter.organisation_id == "000.00.00.G15"
     assert [r.name for r in s.routes] == ["cases-to-lgsp", "receipts-to-lgsp",
-                                          "judgments-from-lgsp"]
+                                          "debtors-to-lgsp", "judgments-from-lgsp"]
     assert s.peer_of("000.00.00.T01").signature_policy == "reject"
     assert s.peer_of("000.00.00.G22") is None
     assert s.path(s.signing.cert) == ROOT / "certs" / "dev" / "adapter.crt"
