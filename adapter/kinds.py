@@ -163,8 +163,14 @@ KINDS = KindRegistry([
     # enforcement decisions leave as edXML documents; received documents (and the status
     # packets answering ours) arrive over the same axis.
     KindSpec("edoc", table="decisions", key="decision_code", outbound="axis", inbound="axis",
-             builder="edxml-document", addressing="recipients"),
+             builder="edxml-document", addressing="recipients",
+             # the court that judged: a recipient of the decision (docs/debtor-register.md)
+             lookups=(Lookup("court_org_id", "cases", "court_org_id", via="case_id"),)),
     # one status packet per received document and progress code (04, 05, 06).
     KindSpec("status", table="received_documents", key="document_id", outbound="axis",
              builder="edxml-status", addressing="record", version_column="progress"),
+    # the register of debtors without conditions to pay (QĐ 498): one row per notice.
+    KindSpec("debtor", table="debtor_entries", key="entry_code", outbound="lgsp",
+             mapping="debtor.yaml", schema="thads/debtor.xsd",
+             lookups=(Lookup("case_code", "cases", "case_code", via="case_id"),)),
 ])

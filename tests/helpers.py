@@ -8,7 +8,7 @@ import datetime as dt
 from lxml import etree
 
 from adapter.mapping import MappingSet, PacketHeader, packet_id
-from adapter.sources.synth import Generator
+from adapter.sources.synth import Generator, sample_notices
 
 NS = "urn:thads-adapter:exchange:1"
 N = f"{{{NS}}}"
@@ -28,7 +28,14 @@ def sample_record(kind: str, i: int = 1) -> dict:
     if kind == "judgment":
         j, parties, obligations = g.judgment(i)
         return dict(j, parties=parties, obligations=obligations)
+    if kind == "debtor":
+        return sample_notices(7, person=i % 2 == 1, start=i)[-1]
     raise ValueError(kind)
+
+
+def root_of(kind: str) -> str:
+    """The packet's root element in Clark notation (Case, Receipt, DebtorEntry, ...)."""
+    return _MAPPINGS[kind].element
 
 
 def header(kind: str, key: str = "K-1", version: int = 1) -> PacketHeader:

@@ -2,8 +2,9 @@
 
 It behaves like a strict platform: parses with the one safe parser, verifies the signature
 against its own trust store, validates the schema, checks the business rules it can
-(receipt words against the amount), deduplicates by packet id (a duplicate gets its
-original receipt back) and stores what it accepts durably. It can be told to misbehave
+(receipt words against the amount; the debtor register's order of notices, register.py),
+deduplicates by packet id (a duplicate gets its original receipt back) and stores what it
+accepts durably. It can be told to misbehave
 (errors, lost answers, latency, timeouts, outages, rejections) through `POST /control`.
 
 Endpoints: POST /lgsp (SOAP), GET /report (JSON), GET /health, GET|POST /control,
@@ -32,6 +33,7 @@ from adapter.errors import PacketError, SchemaInvalidError, SignatureError, Unsa
 from adapter.mapping.vntext import words_match_amount
 from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
+from adapter.sim.register import ENTRY, DebtorRegister
 from adapter.sim.store import SimStore, Stored
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
@@ -93,6 +95,7 @@ class SimulatorApp:
                  axis: AxisDesk | None = None) -> None:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
         self.axis = axis
+        self.debtors = DebtorRegister(store.path)
         #: set by build_app: the TSA when the dev PKI has its key, the dev CA's CRL desk
         self.tsa: TimestampAuthority | None = None
         self.crl: CrlDesk | None = None
@@ -109,7 +112,8 @@ class SimulatorApp:
         if path == "/health":
             return self._json(start_response, {"status": "ok"})
         if path == "/report":
-            return self._json(start_response, dict(self.store.report(), requests=self.requests))
+            return self._json(start_response, dict(self.store.report(), requests=self.requests,
+                                                   debtor_register=self.debtors.summary()))
         if path == "/control":
             if method == "POST":
                 try:
@@ -323,9 +327,17 @@ class SimulatorApp:
         if problem:
             return Refusal("BUSINESS_REJECTED", problem)
         status = "queued" if self.faults.deferred_seconds >= 0 else "accepted"
-        return self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
-                                 sha256=hashlib.sha256(payload).hexdigest(), payload=payload,
-                                 status=status)
+
+        def store() -> Stored:
+            return self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
+                                     sha256=hashlib.sha256(payload).hexdigest(),
+                                     payload=payload, status=status)
+
+        if root.tag == ENTRY:
+            return self.debtors.accept(
+                root, packet_id, known=lambda: self.store.status_of(packet_id) is not None,
+                store=store, refuse=lambda why: Refusal("BUSINESS_REJECTED", why))
+        return store()
 
     @staticmethod
     def _business_problem(root: etree._Element) -> str | None:

@@ -1,5 +1,6 @@
 """A demo schema of the enforcement databases: cases, parties, obligations, judgments,
-receipts.
+receipts, enforcement decisions, received documents and the register of debtors without
+conditions to pay.
 
 Real deployments point the adapter at the ministry's own databases through the same
 change-capture contract (rows with `updated_at` and `version`); this schema is what the demo,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -49,6 +51,8 @@ class CaseRow(_Changed, SourceBase):
     judgment_date: Mapped[dt.date | None] = mapped_column(Date)
     court_code: Mapped[str | None] = mapped_column(String(40))
     court_name: Mapped[str | None] = mapped_column(String(200))
+    #: the QCVN 102 id of the court that judged: where enforcement decisions are sent
+    court_org_id: Mapped[str | None] = mapped_column(String(20))
     officer: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str | None] = mapped_column(String(8))
     collected_amount: Mapped[int | None] = mapped_column(BigInteger)
@@ -169,3 +173,40 @@ class ReceivedDocumentRow(_Changed, SourceBase):
     progress: Mapped[str] = mapped_column(String(2))
     progress_note: Mapped[str | None] = mapped_column(String(500))
     __table_args__ = (Index("ix_received_documents_changed", "updated_at", "id"),)
+
+
+class DebtorEntryRow(_Changed, SourceBase):
+    """A notice to the register of judgment debtors without conditions to pay (QĐ 498):
+    one row per version of an entry, never edited afterwards, so that the publish, every
+    update and the withdrawal each travel, in order. The debtor is a person (name, citizen
+    id, birth date) or an organisation (name, tax code); `phone` and `verification_note`
+    are the office's own and are not mapped (docs/debtor-register.md)."""
+
+    __tablename__ = "debtor_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    entry_code: Mapped[str] = mapped_column(String(40))
+    action: Mapped[str | None] = mapped_column(String(4))
+    action_reason: Mapped[str | None] = mapped_column(String(300))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    office_code: Mapped[str | None] = mapped_column(String(20))
+    person_name: Mapped[str | None] = mapped_column(String(200))
+    citizen_id: Mapped[str | None] = mapped_column(String(20))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    organisation_name: Mapped[str | None] = mapped_column(String(200))
+    tax_code: Mapped[str | None] = mapped_column(String(20))
+    address: Mapped[str | None] = mapped_column(String(300))
+    phone: Mapped[str | None] = mapped_column(String(20))
+    judgment_no: Mapped[str | None] = mapped_column(String(60))
+    judgment_date: Mapped[dt.date | None] = mapped_column(Date)
+    court_name: Mapped[str | None] = mapped_column(String(200))
+    obligation_type: Mapped[str | None] = mapped_column(String(4))
+    amount: Mapped[int | None] = mapped_column(BigInteger)
+    amount_words: Mapped[str | None] = mapped_column(String(400))
+    finding_no: Mapped[str | None] = mapped_column(String(60))
+    finding_date: Mapped[dt.date | None] = mapped_column(Date)
+    ground: Mapped[str | None] = mapped_column(String(2))
+    verified_on: Mapped[dt.date | None] = mapped_column(Date)
+    next_verification_on: Mapped[dt.date | None] = mapped_column(Date)
+    verification_note: Mapped[str | None] = mapped_column(Text)
+    __table_args__ = (UniqueConstraint("entry_code", "version", name="uq_debtor_entry_version"),
+                      Index("ix_debtor_entries_changed", "updated_at", "id"))

@@ -2,8 +2,10 @@
 
 Vietnamese names and addresses (NFC), 12-digit citizen ids opening with real province
 codes, tax codes, courts, decision numbers like `1161/2025/QĐST-DS`, amounts, and receipts
-whose words read their amounts. The same seed gives the same database, so tests and
-benchmarks are repeatable. Rows are inserted in chunks: memory stays flat up to millions.
+whose words read their amounts, and the notices of the register of debtors without
+conditions to pay (published, updated, withdrawn). The same seed gives the same database,
+so tests and benchmarks are repeatable. Rows are inserted in chunks: memory stays flat up to
+millions.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from sqlalchemy import Engine, insert, select
 from adapter.mapping.vntext import amount_in_words
 from adapter.sources.models import (
     CaseRow,
+    DebtorEntryRow,
     DecisionRow,
     JudgmentRow,
     ObligationRow,
@@ -74,6 +77,16 @@ def _pdf(text: str) -> bytes:
     return bytes(out)
 
 
+def court_org_id(province: tuple) -> str:
+    """The demo's QCVN 102 id of a province's court (T: courts, under the province's code)."""
+    return f"000.00.{province[1][1:]}.T01"
+
+
+def procuracy_org_id(province: tuple) -> str:
+    """The demo's QCVN 102 id of a province's procuracy (Viện kiểm sát; V: procuracies)."""
+    return f"000.00.{province[1][1:]}.V01"
+
+
 class Generator:
     def __init__(self, seed: int = 2026) -> None:
         self.rng = random.Random(seed)
@@ -118,7 +131,8 @@ class Generator:
             decision_no=f"{r.randint(1, 9999)}/{accept.year}/QĐ-CCTHADS",
             decision_date=accept + dt.timedelta(days=r.randint(0, 5)),
             judgment_no=f"{r.randint(1, 9999)}/{jdate.year}/{jkind}", judgment_date=jdate,
-            court_code=prov[3], court_name=f"Tòa án nhân dân {prov[0]}", officer=officer,
+            court_code=prov[3], court_name=f"Tòa án nhân dân {prov[0]}",
+            court_org_id=court_org_id(prov), officer=officer,
             status=r.choice(STATUSES), collected_amount=r.randint(0, 500) * 100_000,
             updated_at=BASE_TIME + dt.timedelta(seconds=i), version=1)
         parties = []
@@ -193,37 +207,141 @@ class Generator:
         return j, parties, obligations
 
 
+#: why an entry leaves the register (the reason of a withdrawal notice)
+WITHDRAW_REASONS = [
+    "Người phải thi hành án đã có điều kiện thi hành án",
+    "Người phải thi hành án đã thi hành xong nghĩa vụ",
+    "Đình chỉ thi hành án theo quyết định của Thủ trưởng cơ quan thi hành án",
+]
+#: what the verification minutes say: the office's own record, never sent
+VERIFICATION_NOTES = [
+    "Không có tài sản, không có thu nhập ổn định; sống nhờ nhà người thân",
+    "Thu nhập chỉ đủ bảo đảm mức sinh hoạt tối thiểu; tài sản có giá trị nhỏ",
+    "Tài sản phải trả theo bản án không còn; không có tài sản khác",
+]
+
+
+def debtor_notices(rng: random.Random, case: dict, parties: list[dict],
+                   obligations: list[dict]) -> list[dict]:
+    """The register notices of one case whose debtor has no conditions to pay: a publish,
+    then perhaps updates (verification repeated) and perhaps a withdrawal, each a row of
+    its own (version 1, 2, ...). None when nothing is left unpaid. `rng` is the caller's own,
+    so adding notices never changes the cases, receipts or judgments a seed makes."""
+    money = [o for o in obligations if o["amount"]]
+    unpaid = sum(o["amount"] for o in money) - (case["collected_amount"] or 0)
+    if not money or unpaid <= 0:
+        return []
+    debtor = next(p for p in parties if p["role"] == "PTHA")
+    person = debtor["kind"] == "CN"
+    finding_date = case["decision_date"] + dt.timedelta(days=rng.randint(45, 240))
+    verified = finding_date - dt.timedelta(days=rng.randint(1, 10))
+    # money unpaid: no income or assets (art. 44a(1)(a)); an asset to hand over that is gone
+    # as well: sometimes (b)
+    assets = any(o["type"] == "TS" for o in obligations)
+    ground = "B" if assets and rng.random() < 0.4 else "A"
+    base = dict(
+        entry_code=f"CDK-{case['case_code'][4:]}", action="CB", action_reason=None,
+        case_id=case["id"], office_code=case["office_code"],
+        person_name=debtor["full_name"] if person else None,
+        citizen_id=debtor["citizen_id"] if person else None,
+        birth_date=debtor["birth_date"] if person else None,
+        organisation_name=None if person else debtor["full_name"],
+        tax_code=None if person else debtor["tax_code"], address=debtor["address"],
+        phone=f"09{rng.randint(0, 99_999_999):08d}",
+        judgment_no=case["judgment_no"], judgment_date=case["judgment_date"],
+        court_name=case["court_name"], obligation_type=max(money, key=lambda o: o["amount"])
+        ["type"], amount=unpaid, amount_words=amount_in_words(unpaid) if rng.random() < 0.7
+        else None,
+        finding_no=f"{rng.randint(1, 9999)}/{finding_date.year}/QĐ-CCTHADS",
+        finding_date=finding_date, ground=ground,
+        verified_on=verified, next_verification_on=verified + dt.timedelta(days=180),
+        verification_note=rng.choice(VERIFICATION_NOTES))
+    fate = rng.random()
+    updates = 0 if fate < 0.55 else rng.randint(1, 2) if fate < 0.8 else rng.randint(0, 1)
+    notices = [base]
+    for _ in range(updates):
+        prev = notices[-1]
+        on = prev["verified_on"] + dt.timedelta(days=rng.randint(170, 185))
+        notices.append(dict(prev, action="CN", verified_on=on,
+                            next_verification_on=on + dt.timedelta(days=365),
+                            action_reason=f"Xác minh lại ngày {on:%d/%m/%Y}: người phải thi "
+                                          "hành án vẫn chưa có điều kiện thi hành án",
+                            verification_note=rng.choice(VERIFICATION_NOTES)))
+    if fate >= 0.8:
+        notices.append(dict(notices[-1], action="RUT", next_verification_on=None,
+                            action_reason=rng.choice(WITHDRAW_REASONS)))
+    # a notice is written when its verification is (the withdrawal a month after the last),
+    # always after the notice before it
+    at = BASE_TIME + dt.timedelta(seconds=case["id"], milliseconds=700)
+    out = []
+    for v, n in enumerate(notices, 1):
+        if v > 1:
+            day = n["verified_on"] if n["action"] == "CN" else \
+                n["verified_on"] + dt.timedelta(days=30)
+            at = max(at + dt.timedelta(days=1), dt.datetime.combine(day, at.time()))
+        out.append(dict(n, version=v, updated_at=at))
+    return out
+
+
+def sample_notices(seed: int = 7, *, person: bool = True, start: int = 1) -> list[dict]:
+    """The notices of the first register entry from case `start` on whose debtor is a person
+    (or an organisation), whatever the case's status, with the case code the registry looks
+    up: records for tests and the partner kit."""
+    gen, rng = Generator(seed), random.Random(f"debtors-{seed}")
+    i = start
+    while True:
+        case, parties, obligations, _ = gen.case(i)
+        debtor = next(p for p in parties if p["role"] == "PTHA")
+        notices = debtor_notices(rng, case, parties, obligations) \
+            if (debtor["kind"] == "CN") == person else []
+        if notices:
+            return [dict(n, case_code=case["case_code"]) for n in notices]
+        i += 1
+
+
 def _chunks(n: int, size: int) -> Iterator[range]:
     for start in range(1, n + 1, size):
         yield range(start, min(n, start + size - 1) + 1)
 
 
 def generate(engine: Engine, cases: int = 1000, judgments: int | None = None, *,
-             decisions: int | None = None, seed: int = 2026,
+             decisions: int | None = None, debtors: int | None = None, seed: int = 2026,
              chunk: int = 2000) -> dict[str, int]:
-    """Create the schema and fill it; idempotent (an already filled database is kept)."""
+    """Create the schema and fill it; idempotent (an already filled database is kept).
+    `debtors`: register entries (default a tenth of the cases), made from the cases whose
+    status is "no conditions to pay" (CDK); `debtor_notices` counts their rows."""
     SourceBase.metadata.create_all(engine)
     with engine.connect() as c:
         if c.execute(select(CaseRow.id).limit(1)).first() is not None:
-            return {"cases": 0, "receipts": 0, "judgments": 0, "decisions": 0}
+            return {"cases": 0, "receipts": 0, "judgments": 0, "decisions": 0, "debtors": 0,
+                    "debtor_notices": 0}
     gen = Generator(seed)
-    totals = {"cases": 0, "receipts": 0, "judgments": 0}
+    debtor_rng = random.Random(f"debtors-{seed}")
+    n_debtors = max(1, cases // 10) if debtors is None else debtors
+    totals = {"cases": 0, "receipts": 0, "judgments": 0, "debtors": 0, "debtor_notices": 0}
     for ids in _chunks(cases, chunk):
-        rows_c, rows_p, rows_o, rows_r = [], [], [], []
+        rows_c, rows_p, rows_o, rows_r, rows_d = [], [], [], [], []
         for i in ids:
             c_, p_, o_, r_ = gen.case(i)
             rows_c.append(c_)
             rows_p += p_
             rows_o += o_
             rows_r += r_
+            if c_["status"] == "CDK" and totals["debtors"] < n_debtors:
+                notices = debtor_notices(debtor_rng, c_, p_, o_)
+                totals["debtors"] += 1 if notices else 0
+                rows_d += notices
         with engine.begin() as c:
             c.execute(insert(CaseRow), rows_c)
             c.execute(insert(PartyRow), [dict(p, judgment_id=None) for p in rows_p])
             c.execute(insert(ObligationRow), [dict(o, judgment_id=None) for o in rows_o])
             if rows_r:
                 c.execute(insert(ReceiptRow), rows_r)
+            if rows_d:
+                c.execute(insert(DebtorEntryRow), rows_d)
         totals["cases"] += len(rows_c)
         totals["receipts"] += len(rows_r)
+        totals["debtor_notices"] += len(rows_d)
     n_dec = max(1, cases // 10) if decisions is None else decisions
     for ids in _chunks(n_dec, chunk):
         with engine.begin() as c:

@@ -16,7 +16,7 @@ def test_an_unknown_kind_names_the_known_ones():
     with pytest.raises(UnknownKind) as ei:
         KINDS["fax"]
     assert str(ei.value) == ("unknown packet kind 'fax': known kinds are 'case', 'receipt', "
-                             "'judgment', 'edoc' or 'status'")
+                             "'judgment', 'edoc', 'status' or 'debtor'")
 
 
 @pytest.mark.parametrize(("spec", "reason"), [

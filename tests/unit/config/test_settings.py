@@ -12,7 +12,7 @@ def test_demo_configuration_loads_with_paths_resolved_against_project_root():
     s = load_settings(ROOT / "config" / "adapter.toml", environ={})
     assert s.adapter.organisation_id == "000.00.00.G15"
     assert [r.name for r in s.routes] == ["cases-to-lgsp", "receipts-to-lgsp",
-                                          "judgments-from-lgsp"]
+                                          "debtors-to-lgsp", "judgments-from-lgsp"]
     assert s.peer_of("000.00.00.T01").signature_policy == "reject"
     assert s.peer_of("000.00.00.G22") is None
     assert s.path(s.signing.cert) == ROOT / "certs" / "dev" / "adapter.crt"
@@ -43,7 +43,8 @@ def _write(tmp_path, text):
      'recipient = "000.00.00.G22"\n', "routes", "repeated: a"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\nkind = "fax"\n'
      'recipient = "000.00.00.G22"\n', "routes.0.kind",
-     "unknown packet kind 'fax': expected 'case', 'receipt', 'judgment', 'edoc' or 'status'"),
+     "unknown packet kind 'fax': expected 'case', 'receipt', 'judgment', 'edoc', 'status' "
+     "or 'debtor'"),
     ('[adapter]\norganisation_id = "000.00.00.G15"\n[[routes]]\nname = "x"\n'
      'kind = "judgment"\ndirection = "out"\nrecipient = "000.00.00.G22"\n', "routes.0",
      "cannot be sent over lgsp: it is received over lgsp"),

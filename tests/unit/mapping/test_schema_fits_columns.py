@@ -114,11 +114,13 @@ def test_every_schema_valid_value_fits_its_column(kind, path, field, table):
 
 def test_the_walk_sees_every_kind_and_the_nested_rows():
     kinds = {k for k, *_ in CASES}
-    assert kinds == {s.name for s in KINDS.mapped()} == {"case", "receipt", "judgment"}
+    assert kinds == {s.name for s in KINDS.mapped()} == {"case", "receipt", "judgment",
+                                                                 "debtor"}
     paths = {p for _, p, _, _ in CASES}
     assert "t:Judgment/t:Court/t:Name" in paths
     assert "t:Case/t:Parties/t:Party/t:FullName" in paths
     assert "t:Receipt/t:CaseId" in paths  # a looked-up column (cases.case_code)
+    assert "t:DebtorEntry/t:Debtor/t:Person/t:CitizenId" in paths  # a branch of a choice
 
 
 def test_the_measure_reads_length_facets_patterns_enumerations_and_fixed_values():
