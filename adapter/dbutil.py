@@ -37,9 +37,20 @@ class DatabaseUnavailable(AdapterError):
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
-        if u.database and u.database != ":memory:" and not u.database.startswith("file:"):
-            prepare_sqlite_file(Path(u.database))
+        path = (Path(u.database) if u.database and u.database != ":memory:"
+                and not u.database.startswith("file:") else None)
+        if path is not None:
+            _check_directory(path)
+            if path.exists():
+                prepare_sqlite_file(path)  # refuse an unusable file before anything opens it
         engine = create_engine(url, echo=echo, connect_args={"timeout": 60})
+
+        @event.listens_for(engine, "do_connect")
+        def _create_private(_dialect, _record, _cargs, _cparams) -> None:
+            # created on first use only (never by merely naming it: `run` and `status`
+            # must not leave an empty database behind), and private from its first byte
+            if path is not None and not path.exists():
+                prepare_sqlite_file(path)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn, _record) -> None:
@@ -76,6 +87,22 @@ def _permission_denied(ctx) -> None:
         raise DatabaseUnavailable(
             f"the database role {role!r} may not do this: {first} (full packets are for "
             f"auditors; see 'Who can read the state database' in the operator guide)") from None
+
+
+def _check_directory(path: Path) -> None:
+    """The database's directory exists (created if need be) and this user may enter it:
+    otherwise the file cannot even be seen, and SQLite would only say 'unable to open'."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise DatabaseUnavailable(
+            f"cannot create the directory {path.parent} of the database {path}: permission "
+            f"denied") from None
+    if not os.access(path.parent, os.X_OK):
+        raise DatabaseUnavailable(
+            f"cannot open the database {path}: permission denied on the directory "
+            f"{path.parent} ({_user_name()} needs search permission on it; see 'Who can read "
+            f"the state database' in the operator guide)")
 
 
 def prepare_sqlite_file(path: Path) -> None:
