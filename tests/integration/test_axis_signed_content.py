@@ -57,6 +57,8 @@ channel = "axis"
     try:
         axis = hcm.axis.model_copy(update={"system_id": "btp"})
         AxisTransport(axis, hcm.path, organisation_id=BTP).send(packet, "edoc")
+        from adapter.sources.models import SourceBase
+        SourceBase.metadata.create_all(make_engine(hcm.url(hcm.source.url)))  # `init --demo`
         service = Service(hcm)
         service.ctx.store.create_schema()
         try:
