@@ -211,6 +211,12 @@ class RouteSection(_Section):
     recipient: OrgId | None = None
     #: kinds sent to several agencies (edoc): every agency the documents go to.
     recipients: list[OrgId] = []
+    #: edoc: record fields (columns or registry lookups) each naming one more agency per
+    #: document, e.g. the court that judged (`court_org_id`).
+    recipient_fields: list[str] = []
+    #: edoc: agencies every document also goes to, e.g. the provincial procuracy
+    #: (Viện kiểm sát), with which enforcement decisions are shared.
+    extra_recipients: list[OrgId] = []
     interval_seconds: float = Field(default=30.0, gt=0)
     enabled: bool = True
     #: packets claimed and sent (or listed and fetched) per round.
@@ -263,8 +269,10 @@ class RouteSection(_Section):
                              f"it is {' and '.join(ways)}")
         if self.direction == "out" and spec.addressing == "recipient" and self.recipient is None:
             raise ValueError("outbound routes need a recipient")
-        if self.direction == "out" and spec.addressing == "recipients" and not self.recipients:
-            raise ValueError(f"{self.kind} routes need recipients")
+        if self.direction == "out" and spec.addressing == "recipients" and not (
+                self.recipients or self.recipient_fields or self.extra_recipients):
+            raise ValueError(f"{self.kind} routes need recipients, recipient_fields or "
+                             "extra_recipients")
         return self
 
 

@@ -114,7 +114,14 @@ class EdxmlBuilder:
                       if r.kind == record.kind and r.direction == "out"), None)
         if route is None:
             raise ValueError(f"no outbound {record.kind} route with recipients is configured")
-        return list(route.recipients)
+        found = list(route.recipients)
+        for name in route.recipient_fields:
+            value = str(record.data.get(name) or "").strip()
+            if not value:
+                raise ValueError(f"field {name}: no recipient organisation id")
+            found.append(FIELD_TYPES["org_id"].to_xml(value))  # refuses a malformed id
+        found += route.extra_recipients
+        return list(dict.fromkeys(found))  # each agency once, in the order configured
 
     def document(self, d: dict, recipients: list[str], now: dt.datetime,
                  version: int) -> EdocDocument:

@@ -47,3 +47,40 @@ def test_ecdsa_signs_with_the_ec_key_configuration_names(tmp_path, pki):
     ex = builder.build(record, "000.00.00.G22")
     assert ex.error is None and ex.payload is not None
     assert b"ecdsa-sha256" in ex.payload
+
+
+def test_a_decision_goes_to_the_court_that_judged_and_the_procuracy(tmp_path, pki):
+    """Routes may address each document to an agency named by the record (the court) and
+    to fixed agencies (the provincial procuracy), each once, in the configured order."""
+    from lxml import etree
+
+    from adapter.dbutil import make_engine
+    from adapter.sources.changes import ChangeReader
+    from adapter.sources.synth import generate
+    from tests.conftest import free_port
+
+    procuracy = "000.00.01.V01"
+    cfg = write_config(tmp_path, pki, sim_port=free_port(), routes=f"""
+[[routes]]
+name = "decisions-out"
+kind = "edoc"
+channel = "axis"
+recipient_fields = ["court_org_id"]
+extra_recipients = ["{procuracy}"]
+""")
+    s = load_settings(cfg, environ={})
+    engine = make_engine(s.url(s.source.url))
+    generate(engine, cases=10)
+    (record, *_), = ChangeReader(engine, "edoc", 10, kinds=s.kinds).batches(
+        SourceCursor.decode(None))
+    court = record.data["court_org_id"]
+    ex = PacketBuilder(s).build(record, "")
+    assert ex.error is None, ex.error
+    assert ex.recipients == (court, procuracy)
+    ns = {"e": "http://www.mic.gov.vn/TBT/QCVN_102_2016"}
+    to = etree.fromstring(ex.payload).xpath("//e:MessageHeader/e:To/e:OrganId/text()",
+                                            namespaces=ns)
+    assert to == [court, procuracy]
+    record.data["court_org_id"] = ""
+    refused = PacketBuilder(s).build(record, "")
+    assert refused.error and "court_org_id" in refused.error
