@@ -328,7 +328,7 @@ class SimulatorApp:
             return Refusal("BUSINESS_REJECTED", problem)
         status = "queued" if self.faults.deferred_seconds >= 0 else "accepted"
 
-        def store() -> Stored:
+        def store() -> Stored | Refusal:
             return self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
                                      sha256=hashlib.sha256(payload).hexdigest(),
                                      payload=payload, status=status)
