@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
-from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from adapter.crypto.keys import SigningIdentity
-from adapter.store import evidence
-from adapter.store.evidence import GENESIS, Checkpoint, EvidenceHead
+from adapter.store import checkpoints, evidence
+from adapter.store.evidence import GENESIS, Checkpoint
 
 __all__ = [
     "Checkpoint",
@@ -126,14 +125,12 @@ def numbers(statements: list[str], arch: dict | None) -> list[int]:
 def chain_position(conn: Connection) -> tuple[int, str, int, str]:
     """(number, statement hash, seq, tip) of the newest checkpoint, or where the chain
     of checkpoints starts when there is none (after an archive, or at genesis)."""
-    t = evidence.table_of(Checkpoint)
     arch = evidence.latest_archive(conn)
-    last = conn.execute(select(t.c.seq, t.c.tip_hash, t.c.statement)
-                        .order_by(t.c.id.desc()).limit(1)).first()
+    last = checkpoints.newest(conn)
     if last is not None:
         st = Statement.parse(last.statement)
         number = st.number if st.version == 2 else numbers(  # v1: count them, once
-            list(conn.execute(select(t.c.statement).order_by(t.c.id)).scalars()), arch)[-1]
+            checkpoints.statements(conn), arch)[-1]
         return number, statement_hash(last.statement), last.seq, last.tip_hash
     if arch is not None:
         return (arch["checkpoint_number"] or 0, arch["checkpoint_hash"] or GENESIS,
@@ -145,11 +142,7 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
                   force: bool = False) -> Checkpoint | None:
     """Sign the current tip inside the caller's transaction, unless the newest checkpoint
     covers it already (`force`: sign anyway, e.g. to sign a new archive record)."""
-    h = evidence.table_of(EvidenceHead)
-    q = select(h.c.seq, h.c.hash).where(h.c.id == 1)
-    if conn.dialect.name != "sqlite":
-        q = q.with_for_update()  # the appenders' lock: one checkpoint number each
-    head = conn.execute(q).first()
+    head = checkpoints.head_for_checkpoint(conn)  # locked: one checkpoint number each
     if head is None or head.seq == 0:
         return None
     number, prev, last_seq, last_tip = chain_position(conn)
@@ -164,7 +157,7 @@ def checkpoint_in(conn: Connection, identity: SigningIdentity, *,
     pem = identity.cert.public_bytes(serialization.Encoding.PEM).decode()
     row = dict(seq=head.seq, tip_hash=head.hash, at=at, statement=text,
                signature=sign_statement(identity, text), cert_pem=pem)
-    conn.execute(insert(evidence.table_of(Checkpoint)).values(**row))
+    checkpoints.add(conn, row)
     return Checkpoint(**row)
 
 
@@ -180,8 +173,7 @@ def stamp_pending(engine: Engine, tsa_url: str) -> tuple[int, str | None]:
     from adapter.audit.timestamp import TimestampError, request_token
 
     with engine.connect() as c:
-        pending = c.execute(select(Checkpoint.id, Checkpoint.statement).where(
-            Checkpoint.tsa_token.is_(None)).order_by(Checkpoint.id)).all()
+        pending = checkpoints.unstamped(c)
     stamped = 0
     for cp_id, text in pending:
         try:
@@ -189,8 +181,7 @@ def stamp_pending(engine: Engine, tsa_url: str) -> tuple[int, str | None]:
         except TimestampError as exc:
             return stamped, str(exc)
         with engine.begin() as c:
-            c.execute(update(Checkpoint).where(Checkpoint.id == cp_id).values(
-                tsa_token=token, stamped_at=dt.datetime.now(dt.UTC).replace(tzinfo=None)))
+            checkpoints.set_token(c, cp_id, token)
         stamped += 1
     return stamped, None
 
@@ -207,9 +198,7 @@ class CheckpointSummary:
 
 
 def summary(engine: Engine) -> CheckpointSummary:
-    t = evidence.table_of(Checkpoint)
     with engine.connect() as c:
-        last = c.execute(select(t.c.seq, t.c.at).order_by(t.c.id.desc()).limit(1)).first()
-        unstamped = c.execute(select(func.count()).select_from(t)
-                              .where(t.c.tsa_token.is_(None))).scalar_one()
+        last = checkpoints.newest(c)
+        unstamped = checkpoints.count_unstamped(c)
     return CheckpointSummary(last.seq if last else 0, last.at if last else None, unstamped)
