@@ -241,7 +241,7 @@ def cmd_status(args) -> int:
                     f"{error}")
     for e in expiring:
         level = "" if e.level == "ok" else f" [{e.level.upper()}]"
-        print_field("certificate", f"{e.line}{level}")
+        print_field("certificate", e.line.removeprefix("certificate ") + level)
     return 0
 
 
