@@ -80,6 +80,8 @@ class Service:
                                   if self.notifier.watchdog_seconds else HEARTBEAT_SECONDS)
         self.last_heartbeat: float | None = None
         self._expiry_logged: dt.date | None = None
+        #: set when run_service installed the handlers before the warm-up
+        self.signals_installed = False
         if metrics is not None:
             from adapter.service.metrics import observe_store
             observe_store(self.ctx.store, metrics)
@@ -339,11 +341,12 @@ class Service:
         sched.add_job(self._certificates_job, "interval", id="certificates",
                       seconds=CERTIFICATES_SECONDS, next_run_time=now)
         self.scheduler = sched
-        previous = self._install_signals()
+        previous = {} if self.signals_installed else self._install_signals()
         sched.start()
         log.info("service started: %d routes (%s)", len(self.routes),
                  ", ".join(r.name for r in self.routes))
-        self.notifier.ready(self.status_line())
+        if not self.ctx.stopping.is_set():  # a SIGTERM during the warm-up: never ready
+            self.notifier.ready(self.status_line())
         try:
             while not self.ctx.stopping.wait(poll):
                 if until_idle and self._idle():
@@ -374,6 +377,7 @@ class Service:
             return False
 
     def _install_signals(self) -> dict:
+        """SIGTERM/SIGINT set the stopping flag; returns the handlers they replace."""
         if threading.current_thread() is not threading.main_thread():
             return {}
 
@@ -434,6 +438,7 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
     lock = InstanceLock(settings.url(settings.adapter.state_db)).acquire()
     ctx = Context(settings)
     previous_check = trust.revocation_check()
+    previous_signals: dict = {}
     try:
         if lock.exclusive:
             released = ctx.store.release_leases()
@@ -446,6 +451,10 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
             from adapter.service.metrics import ServiceMetrics
             metrics = ServiceMetrics(settings, ctx, signing_state=lambda: service.signing_stopped)
         service = Service(settings, ctx, notifier=notifier, metrics=metrics)
+        # from here a SIGTERM is a graceful stop, even during the warm-up (the workers
+        # start, the key loads): the scheduler then stops as soon as it has started
+        previous_signals = service._install_signals()
+        service.signals_installed = bool(previous_signals)
         if endpoint is not None and metrics is not None:
             endpoint.render = metrics.render
             endpoint.health.checks.update(_readiness(service))
@@ -460,6 +469,8 @@ def run_service(settings: Settings, *, once: bool = False, until_idle: bool = Fa
         ctx.close()
         lock.release()
         trust.set_revocation_check(previous_check)
+        for signum, handler in previous_signals.items():
+            signal.signal(signum, handler)
 
 
 def _readiness(service: Service) -> dict:
