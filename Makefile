@@ -27,7 +27,8 @@ test: system-deps $(STAMP)
 	$(BIN)/pytest
 
 ## Debian packages the tests need: the xmlsec1 reference binary, a PostgreSQL server and
-## SoftHSM2 (a PKCS#11 token in software, for the token signing tests).
+## SoftHSM2 (a PKCS#11 token in software, for the token signing tests) and Prometheus (the
+## monitoring test scrapes the service with a real server and checks the alert rules).
 system-deps:
 	@missing=""; \
 	command -v xmlsec1 >/dev/null 2>&1 || missing="$$missing xmlsec1"; \
@@ -35,6 +36,7 @@ system-deps:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
 	  || missing="$$missing postgresql"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \

@@ -67,21 +67,35 @@ def cmd_init(args) -> int:
 
 def cmd_run(args) -> int:
     """The service; in the demo (`[simulator] embedded`) with the simulator as a child
-    process, whose summary ends the output."""
+    process, whose summary ends the output.
+
+    Everything that can refuse the start is tried before anything starts: the schema, the
+    notify socket, the metrics address, the simulator's port. Each refusal is one line and
+    exit 2, and leaves no process behind."""
     import logging
 
+    from adapter.service import log_format
+    from adapter.service.endpoint import Endpoint
+    from adapter.service.notify import Notifier
     from adapter.service.runner import require_schema, run_service
 
     s = settings_of(args)
+    log_format.configure(s)
     require_schema(s)  # before the simulator starts: a refused service leaves nothing behind
+    notifier = Notifier.from_environ()
+    endpoint = Endpoint(s.metrics.address) if s.metrics.address else None
     sim = None
-    if s.simulator.embedded and not args.no_simulator:
-        from adapter.sim.server import start_child
-        sim = start_child(s, config_file=s.source_file,
-                          log=s.path(s.adapter.data_dir) / "simulator.log")
-        logging.getLogger("adapter.cli").info("embedded simulator started (pid %d)", sim.pid)
     try:
-        result = run_service(s, once=args.once, until_idle=args.until_idle)
+        embedded = s.simulator.embedded and not args.no_simulator
+        if embedded:
+            sim = _start_simulator(s)
+            logging.getLogger("adapter.cli").info("embedded simulator started (pid %d)",
+                                                  sim.pid)
+        if endpoint is not None:
+            print(f"metrics: {endpoint.url}/metrics (health: {endpoint.url}/healthz, "
+                  f"{endpoint.url}/readyz)", flush=True)
+        result = run_service(s, once=args.once, until_idle=args.until_idle,
+                             notifier=notifier, endpoint=endpoint)
         for name, totals in result.summary.items():
             print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
                   flush=True)
@@ -90,12 +104,34 @@ def cmd_run(args) -> int:
         print(f"finished in {result.elapsed:.1f}s, exit code {result.code}", flush=True)
         return result.code
     finally:
+        if endpoint is not None:
+            endpoint.close()
+        notifier.close()
         if sim is not None:
             sim.terminate()
             try:
                 sim.wait(10)
             except Exception:
                 sim.kill()
+
+
+def _start_simulator(s):
+    """The embedded simulator, on a port no one else holds, set to die with us."""
+    import os
+
+    from adapter.service.lifeline import PARENT_ENV, ensure_port_free
+    from adapter.sim.server import start_child
+
+    ensure_port_free(s.simulator.host, s.simulator.port, "the embedded simulator")
+    os.environ[PARENT_ENV] = str(os.getpid())  # read (and removed) by the child at start
+    try:
+        return start_child(s, config_file=s.source_file,
+                           log=s.path(s.adapter.data_dir) / "simulator.log")
+    except RuntimeError as exc:  # it exited or never answered: one line, exit 2
+        from adapter.errors import AdapterError
+        raise AdapterError(f"the embedded simulator did not start: {exc}") from None
+    finally:
+        os.environ.pop(PARENT_ENV, None)
 
 
 def _simulator_summary(settings) -> str:
@@ -113,11 +149,12 @@ def _simulator_summary(settings) -> str:
 
 
 def cmd_sim(args) -> int:
-    from pathlib import Path
 
+    from adapter.service.lifeline import die_with_parent_from_environ
     from adapter.sim.app import Faults
     from adapter.sim.server import serve
 
+    die_with_parent_from_environ()  # the embedded simulator ends with the service
     s = settings_of(args)
     faults = Faults(error_rate=args.error_rate, lost_response_rate=args.lost_response_rate,
                     reject_rate=args.reject_rate, latency_ms=args.latency_ms, seed=args.seed)
@@ -140,7 +177,7 @@ def _platform_health(s) -> dict:
 
 
 def cmd_status(args) -> int:
-    from adapter.crypto.keys import load_certificates
+    from adapter.crypto.expiry import certificate_expiry
     from adapter.dbutil import make_engine
     from adapter.store.repository import ExchangeStore, utcnow
     from adapter.store.schema_version import require_current
@@ -151,15 +188,8 @@ def cmd_status(args) -> int:
     counts = store.counts()
     oldest = store.oldest_outstanding()
     last = store.last_delivery()
-    certs: dict[str, float | str] = {}
-    for label, path in (("signing", s.signing.cert),
-                        *((f"trust anchor {Path(p).name}", p) for p in s.signing.trust_anchors)):
-        try:
-            c = load_certificates(s.path(path))[0]
-            certs[label] = round((c.not_valid_after_utc - dt.datetime.now(dt.UTC))
-                                 .total_seconds() / 86400, 1)
-        except Exception as exc:
-            certs[label] = f"unreadable: {exc}"
+    expiring = certificate_expiry(s)
+    sources, signing = _revocation_and_signing(s)
     data: dict[str, Any] = {
         "exchanges": [{"kind": k, "state": st, "count": n}
                       for (k, st), n in sorted(counts.items())],
@@ -172,7 +202,9 @@ def cmd_status(args) -> int:
                                   at=b.updated_at.isoformat(timespec="seconds") + "Z")
                              for b in store.breakers()
                              if utcnow() - b.updated_at < dt.timedelta(hours=1)],  # live
-        "certificates_days_to_expiry": certs,
+        "signing": signing,
+        "revocation": [st.as_dict() for st in sources],
+        "certificate_expiry": [e.as_dict() for e in expiring],
     }
     if args.json:
         print_json(data)
@@ -200,9 +232,37 @@ def cmd_status(args) -> int:
         extra = f", open for {b['open_seconds']}s" if b["state"] != "closed" else ""
         print_field("circuit", f"{b['endpoint']} on {b['instance']}: {b['state']} "
                     f"({b['failed_rounds']} failed rounds{extra}, at {b['at']})")
-    for label, days in certs.items():
-        print_field("certificate", f"{label}: {days} days to expiry")
+    print_field("signing", "ok" if signing["ok"] else f"STOPPED: {signing['reason']}")
+    for st in sources:
+        state = {True: "reachable", False: "UNREACHABLE", None: "not asked yet"}[st.reachable]
+        extra = f", next update {st.next_update:%Y-%m-%dT%H:%M:%SZ}" if st.next_update else ""
+        error = f": {st.error}" if st.error else ""
+        print_field("revocation", f"{st.kind} {st.source} ({st.anchor}): {state}{extra}"
+                    f"{error}")
+    for e in expiring:
+        level = "" if e.level == "ok" else f" [{e.level.upper()}]"
+        print_field("certificate", e.line.removeprefix("certificate ") + level)
     return 0
+
+
+def _revocation_and_signing(s) -> tuple[list, dict]:
+    """The revocation sources (brought up to date: a CRL is fetched only past its
+    nextUpdate) and whether our certificate in use now may sign."""
+    from adapter.crypto import revocation
+
+    checker = revocation.checker_from_settings(s)
+    sources = checker.refresh()
+    now = dt.datetime.now(dt.UTC)
+    sig = s.signing
+    rotated = sig.next_cert and sig.next_from and now >= sig.next_from
+    from adapter.crypto.keys import load_certificates
+
+    cert = load_certificates(s.path(sig.next_cert if rotated else sig.cert))[0]
+    try:
+        revocation.check_own_certificate(s, cert=cert, at=now, checker=checker)
+    except revocation.OwnCertificateUnusable as exc:
+        return sources, {"ok": False, "reason": str(exc)}
+    return sources, {"ok": True, "reason": None}
 
 
 def _evidence_summary(store) -> dict | None:

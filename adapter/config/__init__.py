@@ -395,6 +395,33 @@ class ServiceSection(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+class MetricsSection(_Section):
+    """The service's HTTP endpoint for monitoring: /metrics (Prometheus), /healthz, /readyz."""
+
+    #: "host:port" to listen on ("[::1]:9741" for IPv6); "" turns the endpoint off. Keep it
+    #: on a loopback or management address: the figures are not secret, but not public.
+    address: str = ""
+    #: delivered and cancelled counts grow with the history: they are recounted at most
+    #: this often (the backlog's counts are read at every scrape).
+    totals_seconds: float = Field(default=60.0, ge=0, le=86_400)
+
+    @field_validator("address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        """An unparseable address fails at start with the key named, not at first scrape."""
+        from adapter.service.endpoint import parse_address
+
+        if value:
+            parse_address(value)
+        return value
+
+
+class LoggingSection(_Section):
+    #: text: one readable line per event; json: one JSON object per line (journald, ELK),
+    #: personal ID numbers masked as in text.
+    format: Literal["text", "json"] = "text"
+
+
 class AuditSection(_Section):
     #: keep the evidence log (hash-chained, in the state database).
     enabled: bool = True
@@ -437,6 +464,8 @@ class Settings(_Section):
     audit: AuditSection = AuditSection()
     simulator: SimulatorSection = SimulatorSection()
     service: ServiceSection = ServiceSection()
+    metrics: MetricsSection = MetricsSection()
+    logging: LoggingSection = LoggingSection()
 
     #: the file this came from and the directory relative paths are resolved against.
     source_file: str = Field(default="<memory>", exclude=True)

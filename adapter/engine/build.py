@@ -156,6 +156,9 @@ _worker: PacketBuilder | None = None
 
 def init_worker(config_file: str, environ: dict[str, str] | None = None) -> None:
     global _worker
+    from adapter.service.lifeline import die_with_multiprocessing_parent
+
+    die_with_multiprocessing_parent()  # a killed service leaves no worker behind
     _worker = PacketBuilder(load_settings(config_file, environ))
 
 

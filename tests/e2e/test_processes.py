@@ -142,7 +142,9 @@ def test_status_reports_counts_and_platform_health(sim_process, pki):
     data = json.loads(out.stdout)
     assert data["platform"]["reachable"] is True
     assert {e["state"] for e in data["exchanges"]} == {"delivered"}
-    assert data["certificates_days_to_expiry"]["signing"] > 700
+    ours = next(e for e in data["certificate_expiry"] if "our signing certificate" in e["role"])
+    assert ours["days"] > 700 and ours["level"] == "ok"
+    assert data["signing"] == {"ok": True, "reason": None}
     text = cli(cfg, "status").stdout
     assert "delivered" in text and "reachable" in text
     assert all(len(line) <= 80 for line in text.splitlines())
