@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO    = $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint bench bench-backfill system-deps venv clean
+.PHONY: run test lint bench bench-backfill system-deps venv clean i18n
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,3 +63,9 @@ bench-backfill: $(STAMP)
 
 clean:
 	rm -rf var $(VENV) .pytest_cache .ruff_cache
+
+## the CLI's message catalogues: merge new messages into every .po, compile the .mo, check
+i18n: $(STAMP)
+	$(BIN)/python -m adapter.i18n update
+	$(BIN)/python -m adapter.i18n compile
+	$(BIN)/python -m adapter.i18n check

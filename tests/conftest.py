@@ -17,6 +17,10 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 CI = os.environ.get("CI") == "true"
+# The CLI speaks the language LANGUAGE/LC_ALL/LC_MESSAGES/LANG ask for (adapter/i18n.py); the
+# suite asserts its English whatever the shell running it speaks (tests/unit/cli/test_i18n*
+# set the variables they test).
+os.environ["LANGUAGE"] = "en"
 
 
 def free_port() -> int:

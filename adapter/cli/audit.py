@@ -3,47 +3,51 @@
 from __future__ import annotations
 
 from adapter.cli.common import print_field, print_json, settings_of
+from adapter.i18n import _
 
 
 def register(sub) -> None:
-    p = sub.add_parser("audit", help="the evidence log: verify it, sign its tip")
+    p = sub.add_parser("audit", help=_("the evidence log: verify it, sign its tip"))
     ps = p.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    v = ps.add_parser("verify", help="recompute the chain, check packets and checkpoints")
-    v.add_argument("--json", action="store_true")
+    v = ps.add_parser("verify", help=_("recompute the chain, check packets and checkpoints"))
+    v.add_argument("--json", action="store_true", help=_("machine-readable output"))
     v.add_argument("--from", dest="from_seq", type=int, metavar="SEQ",
-                   help="report problems from this entry on (the chain is still recomputed "
-                        "from its start, or from the last archive)")
-    v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ")
+                   help=_("report problems from this entry on (the chain is still "
+                          "recomputed from its start, or from the last archive)"))
+    v.add_argument("--to", dest="to_seq", type=int, metavar="SEQ",
+                   help=_("report problems up to this entry"))
     v.add_argument("--expect-checkpoint", metavar="COUNT:TIP",
-                   help="the newest checkpoint the last verify or export printed: history "
-                        "shorter than that, or different, is reported")
+                   help=_("the newest checkpoint the last verify or export printed: "
+                          "history shorter than that, or different, is reported"))
     v.add_argument("--signer-cert", action="append", default=[], metavar="PEM",
-                   help="an earlier certificate of the adapter (after a key rotation) whose "
-                        "checkpoints are genuine too; the configured signing cert always is")
+                   help=_("an earlier certificate of the adapter (after a key rotation) "
+                          "whose checkpoints are genuine too; the configured signing cert "
+                          "always is"))
     v.set_defaults(handler=cmd_verify)
-    c = ps.add_parser("checkpoint", help="sign the chain's tip now")
+    c = ps.add_parser("checkpoint", help=_("sign the chain's tip now"))
     c.set_defaults(handler=cmd_checkpoint)
-    e = ps.add_parser("export", help="a bundle that standard tools can check")
-    e.add_argument("--out", required=True)
+    e = ps.add_parser("export", help=_("a bundle that standard tools can check"))
+    e.add_argument("--out", required=True, metavar="FILE", help=_("the bundle to write (.zip)"))
     e.set_defaults(handler=cmd_export)
-    a = ps.add_parser("archive", help="move old, signed entries into a bundle (retention)")
+    a = ps.add_parser("archive", help=_("move old, signed entries into a bundle (retention)"))
     a.add_argument("--before", type=int, required=True, metavar="SEQ",
-                   help="archive up to the last checkpoint at or before this entry")
-    a.add_argument("--out", required=True)
+                   help=_("archive up to the last checkpoint at or before this entry"))
+    a.add_argument("--out", required=True, metavar="FILE", help=_("the bundle to write (.zip)"))
     a.set_defaults(handler=cmd_archive)
-    b = ps.add_parser("verify-bundle", help="check a bundle against the anchors you hold "
-                                            "(runs the adapter's own checks, never the "
-                                            "bundle's verify.sh)")
-    b.add_argument("file")
+    b = ps.add_parser("verify-bundle", help=_("check a bundle against the anchors you hold "
+                                              "(runs the adapter's own checks, never the "
+                                              "bundle's verify.sh)"))
+    b.add_argument("file", help=_("the bundle (.zip)"))
     b.add_argument("--ca", required=True, metavar="PEM",
-                   help="the trust anchors you hold (never a file from the bundle)")
+                   help=_("the trust anchors you hold (never a file from the bundle)"))
     b.add_argument("--tsa-ca", metavar="PEM",
-                   help="the timestamp authority's CA: every checkpoint must carry a token")
+                   help=_("the timestamp authority's CA: every checkpoint must carry a "
+                          "token"))
     b.add_argument("--signer", metavar="PEM",
-                   help="the adapter's checkpoint certificate: checkpoints signed by any "
-                        "other certificate fail")
+                   help=_("the adapter's checkpoint certificate: checkpoints signed by any "
+                          "other certificate fail"))
     b.add_argument("--after", metavar="SEQ:HASH",
-                   help="the tip printed for the previous bundle (omit for the first)")
+                   help=_("the tip printed for the previous bundle (omit for the first)"))
     b.set_defaults(handler=cmd_verify_bundle)
 
 
@@ -83,20 +87,24 @@ def cmd_verify(args) -> int:
                         problems=[dict(seq=p.seq, what=p.what, detail=p.detail)
                                   for p in rep.problems], notes=rep.notes))
         return 0 if rep.intact else 1
-    print_field("entries", rep.entries)
-    print_field("checkpoints", f"{rep.checkpoints} (last at entry {rep.last_checkpoint_seq})")
-    print_field("signatures", f"{rep.signatures} packet signatures verified again")
+    # INTACT and BROKEN stay as they are in every language: scripts look for them
+    print_field(_("entries"), rep.entries)
+    print_field(_("checkpoints"), _("{count} (last at entry {seq})").format(
+        count=rep.checkpoints, seq=rep.last_checkpoint_seq))
+    print_field(_("signatures"), _("{count} packet signatures verified again").format(
+        count=rep.signatures))
     if rep.intact:
-        print_field("result", "INTACT: chain, packet bytes, head and checkpoints verify")
+        print_field(_("result"), _("INTACT: chain, packet bytes, head and checkpoints verify"))
     else:
-        print_field("result", f"BROKEN: {len(rep.problems)} problems, first: {rep.problems[0]}")
+        print_field(_("result"), _("BROKEN: {count} problems, first: {problem}").format(
+            count=len(rep.problems), problem=rep.problems[0]))
         for p in rep.problems[1:10]:
-            print_field("also", str(p))
+            print_field(_("also"), str(p))
     for n in rep.notes:
-        print_field("note", n)
+        print_field(_("note"), n)
     if latest:  # one unwrapped line, to copy whole
-        print(f"{'keep:':<17}--expect-checkpoint {latest}")
-        print(f"{'':<17}(the newest checkpoint: pass it to the next audit verify)")
+        print(f"{_('keep:'):<17}--expect-checkpoint {latest}")
+        print(f"{'':<17}" + _("(the newest checkpoint: pass it to the next audit verify)"))
     return 0 if rep.intact else 1
 
 
@@ -106,7 +114,8 @@ def cmd_checkpoint(args) -> int:
 
     s = settings_of(args)
     cp = make_checkpoint(_engine(s), PacketBuilder(s).identity)
-    print(f"checkpoint signed at entry {cp.seq}" if cp else "the tip is already signed")
+    print(_("checkpoint signed at entry {seq}").format(seq=cp.seq) if cp
+          else _("the tip is already signed"))
     return 0
 
 
@@ -126,13 +135,16 @@ def cmd_export(args) -> int:
     require_auditor()
     s = settings_of(args)
     counts = export_bundle(_engine(s), Path(args.out))
-    print(f"{args.out}: {counts.entries} entries, {counts.packets} packets, "
-          f"{counts.checkpoints} checkpoints (file mode 0600)")
-    print(f"tip: {counts.tip} (the chain's last entry in the bundle)")
+    print(_("{file}: {entries} entries, {packets} packets, {checkpoints} checkpoints (file "
+            "mode 0600)").format(file=args.out, entries=counts.entries,
+                                 packets=counts.packets, checkpoints=counts.checkpoints))
+    print(_("tip: {tip} (the chain's last entry in the bundle)").format(tip=counts.tip))
     if counts.latest_checkpoint:
-        print(f"keep: --expect-checkpoint {counts.latest_checkpoint} (for audit verify)")
-    print("check it with: thads-adapter audit verify-bundle FILE --ca YOUR-CA.pem "
-          "[--tsa-ca TSA-CA.pem] [--signer ADAPTER-CERT.pem] [--after PREVIOUS-TIP]")
+        print(_("keep: --expect-checkpoint {checkpoint} (for audit verify)").format(
+            checkpoint=counts.latest_checkpoint))
+    print(_("check it with: {command}").format(
+        command="thads-adapter audit verify-bundle FILE --ca YOUR-CA.pem [--tsa-ca TSA-CA.pem] "
+                "[--signer ADAPTER-CERT.pem] [--after PREVIOUS-TIP]"))
     return 0
 
 
@@ -164,8 +176,11 @@ def cmd_archive(args) -> int:
                     before_seq=args.before)
     except ValueError as exc:
         raise AdapterError(str(exc)) from None
-    print(f"entries up to {r['seq_to']} archived to {args.out} (sha256 {r['sha256']}): "
-          f"{r['entries']} entries, {r['packets']} packets, {r['checkpoints']} checkpoints; "
-          f"{r['packets_freed']} packet payloads freed; what remains verifies from there")
-    print(f"tip: {r['tip']} (pass it as --after when checking the next bundle)")
+    print(_("entries up to {seq} archived to {file} (sha256 {sha256}): {entries} entries, "
+            "{packets} packets, {checkpoints} checkpoints; {freed} packet payloads freed; "
+            "what remains verifies from there").format(
+                seq=r["seq_to"], file=args.out, sha256=r["sha256"], entries=r["entries"],
+                packets=r["packets"], checkpoints=r["checkpoints"], freed=r["packets_freed"]))
+    print(_("tip: {tip} (pass it as --after when checking the next bundle)").format(
+        tip=r["tip"]))
     return 0

@@ -6,28 +6,34 @@ import datetime as dt
 from pathlib import Path
 
 from adapter.cli.common import print_field, print_table, settings_of
+from adapter.i18n import _, pgettext
 
 
 def register(sub) -> None:
     from adapter.crypto.devpki import REASONS
 
-    p = sub.add_parser("certs", help="development PKI and certificate checks")
+    p = sub.add_parser("certs", help=_("development PKI and certificate checks"))
     ps = p.add_subparsers(dest="certs_command", required=True, metavar="ACTION")
-    d = ps.add_parser("dev-pki", help="create a development CA and certificates")
-    d.add_argument("--out", help="directory (default: the configured certificate's directory)")
-    d.add_argument("--force", action="store_true", help="replace existing files")
-    d.add_argument("--crl-url", help="CRL distribution point written into the certificates "
-                   "issued now (e.g. http://127.0.0.1:8741/crl/dev-ca.crl); default none")
+    d = ps.add_parser("dev-pki", help=_("create a development CA and certificates"))
+    d.add_argument("--out", help=_("directory (default: the configured certificate's "
+                                   "directory)"))
+    d.add_argument("--force", action="store_true", help=_("replace existing files"))
+    d.add_argument("--crl-url", help=_("CRL distribution point written into the certificates "
+                                       "issued now (e.g. {url}); default none").format(
+                                           url="http://127.0.0.1:8741/crl/dev-ca.crl"))
     d.set_defaults(handler=cmd_dev_pki)
     ds = d.add_subparsers(dest="dev_pki_action", metavar="ACTION")
-    r = ds.add_parser("revoke", help="revoke a dev certificate and publish the dev CA's CRL")
-    r.add_argument("name", metavar="NAME", help="certificate file stem (court, adapter, ...)")
+    r = ds.add_parser("revoke", help=_("revoke a dev certificate and publish the dev CA's "
+                                       "CRL"))
+    r.add_argument("name", metavar="NAME", help=_("certificate file stem (court, adapter, "
+                                                  "...)"))
     r.add_argument("--reason", default="unspecified", choices=REASONS, metavar="REASON",
-                   help=f"RFC 5280 reason: {', '.join(REASONS)} (default unspecified)")
-    r.add_argument("--out", dest="revoke_out", help="the dev PKI directory")
+                   help=_("RFC 5280 reason: {reasons} (default unspecified)").format(
+                       reasons=", ".join(REASONS)))
+    r.add_argument("--out", dest="revoke_out", help=_("the dev PKI directory"))
     r.set_defaults(handler=cmd_dev_pki_revoke)
-    c = ps.add_parser("check", help="validity, chain, revocation, days to expiry, key/cert "
-                      "match")
+    c = ps.add_parser("check", help=_("validity, chain, revocation, days to expiry, key/cert "
+                                      "match"))
     c.set_defaults(handler=cmd_check)
 
 
@@ -44,9 +50,9 @@ def cmd_dev_pki(args) -> int:
     out = _pki_dir(args, args.out)
     written = create_dev_pki(out, force=args.force, crl_url=args.crl_url)
     if not written:
-        print(f"{out}: dev PKI already present (use --force to replace it)")
+        print(_("{dir}: dev PKI already present (use --force to replace it)").format(dir=out))
     for w in written:
-        print(f"wrote {w}")
+        print(_("wrote {file}").format(file=w))
     return 0
 
 
@@ -59,10 +65,11 @@ def cmd_dev_pki_revoke(args) -> int:
     except ValueError as exc:
         print(f"certs dev-pki revoke: {exc}")
         return 2
-    print(f"revoked {r.name} ({r.subject}, serial {r.serial:#x}) on "
-          f"{r.revoked_at.strftime('%Y-%m-%dT%H:%M:%SZ')} ({r.reason})")
-    print(f"published {out / CRL_NAME} and {out / (CRL_NAME + '.pem')} "
-          f"(the simulator serves it at /crl/{CRL_NAME})")
+    print(_("revoked {name} ({subject}, serial {serial}) on {at} ({reason})").format(
+        name=r.name, subject=r.subject, serial=f"{r.serial:#x}",
+        at=r.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"), reason=r.reason))
+    print(_("published {crl} and {pem} (the simulator serves it at {path})").format(
+        crl=out / CRL_NAME, pem=out / (CRL_NAME + ".pem"), path=f"/crl/{CRL_NAME}"))
     return 0
 
 
@@ -83,25 +90,29 @@ def cmd_check(args) -> int:
             verify_signer(ident.cert, list(ident.chain), anchors, purpose, revocation=checker)
         chain = "ok"
     except UntrustedCertificate as exc:
-        chain, bad = f"NOT TRUSTED: {exc}", True
+        chain, bad = _("NOT TRUSTED: {error}").format(error=exc), True
     days = ident.days_to_expiry(now)
     bad |= days < 0
-    print_table(["role", "subject", "days", "key", "chain"],
-                [["signing", ident.subject, f"{days:.0f}", "key matches", chain]])
+    # the role and level columns are names (as in `status --json` and the metrics): kept
+    print_table([_("role"), pgettext("certificate", "subject"), _("days"), _("key"), _("chain")],
+                [["signing", ident.subject, f"{days:.0f}", _("key matches"), chain]])
     print()
     expiry = certificate_expiry(s, at=now)
     bad |= any(e.level in ("expired", "unreadable") for e in expiry)
-    print_table(["days", "level", "subject", "role"],
+    print_table([_("days"), _("level"), pgettext("certificate", "subject"), _("role")],
                 [["-" if e.days is None else f"{e.days:.0f}", e.level.upper()
                   if e.level != "ok" else "ok", e.subject or e.path, e.role] for e in expiry])
     sources = checker.refresh()
     print()
     if not sources:
-        print_field("revocation", "not configured (no [[revocation.anchors]])")
+        print_field(_("revocation"), _("not configured (no {table})").format(
+            table="[[revocation.anchors]]"))
     for st in sources:
-        state = "reachable" if st.reachable else ("UNREACHABLE" if st.reachable is False
-                                                   else "not asked yet")
+        state = _("reachable") if st.reachable else (_("UNREACHABLE") if st.reachable is False
+                                                     else _("not asked yet"))
         nxt = st.next_update.strftime("%Y-%m-%dT%H:%M:%SZ") if st.next_update else "-"
-        print_field("revocation", f"{st.kind} {st.source} ({st.anchor}): {state}, "
-                    f"nextUpdate {nxt}" + (f"; {st.error}" if st.error else ""))
+        print_field(_("revocation"), _("{kind} {source} ({anchor}): {state}, nextUpdate "
+                                       "{next}").format(kind=st.kind, source=st.source,
+                                                        anchor=st.anchor, state=state, next=nxt)
+                    + (f"; {st.error}" if st.error else ""))
     return 1 if bad else 0

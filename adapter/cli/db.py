@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import make_url
 
 from adapter.cli.common import print_field, settings_of
+from adapter.i18n import _
 
 if TYPE_CHECKING:
     from adapter.config import Settings
@@ -16,16 +17,17 @@ EXIT_OK, EXIT_BEHIND = 0, 1
 
 
 def register(sub) -> None:
-    p = sub.add_parser("db", help="the state database's schema: upgrade it, show its revision")
+    p = sub.add_parser("db", help=_("the state database's schema: upgrade it, show its "
+                                    "revision"))
     ps = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    u = ps.add_parser("upgrade", help="bring the state database to this release's revision "
-                                      "(creates it when empty)")
+    u = ps.add_parser("upgrade", help=_("bring the state database to this release's revision "
+                                        "(creates it when empty)"))
     u.set_defaults(handler=cmd_upgrade)
-    c = ps.add_parser("current", help="the revision the state database is at")
+    c = ps.add_parser("current", help=_("the revision the state database is at"))
     c.add_argument("--check", action="store_true",
-                   help="exit 1 unless it is at this release's revision")
+                   help=_("exit 1 unless it is at this release's revision"))
     c.set_defaults(handler=cmd_current)
-    h = ps.add_parser("history", help="the revisions this release knows, oldest first")
+    h = ps.add_parser("history", help=_("the revisions this release knows, oldest first"))
     h.set_defaults(handler=cmd_history)
 
 
@@ -55,8 +57,8 @@ def upgrade_state_db(settings: Settings) -> None:
         result = upgrade_to_head(engine)
     finally:
         engine.dispose()
-    print(f"state database {make_url(url).render_as_string(hide_password=True)}: "
-          f"{result.describe()}")
+    print(_("state database {url}: {outcome}").format(
+        url=make_url(url).render_as_string(hide_password=True), outcome=result.describe()))
     for note in result.notes:
         print(f"  {note}")
 
@@ -77,20 +79,21 @@ def cmd_current(args) -> int:
 
     url, shown = _state_db(args)
     head = head_revision()
-    print_field("state database", shown)
+    print_field(_("state database"), shown)
     if _missing_sqlite_file(url):  # do not create an empty file just to look
-        print_field("revision", "none (the file does not exist yet)")
-        print_field("needed", f"{head}: run `thads-adapter init`")
+        print_field(_("revision"), _("none (the file does not exist yet)"))
+        print_field(_("needed"), _("{head}: run `{command}`").format(
+            head=head, command="thads-adapter init"))
         return EXIT_BEHIND if args.check else EXIT_OK
     engine = make_engine(url)
     try:
         current = current_revision(engine)
-        print_field("revision", f"{current} (this release's)" if current == head
-                    else current or "none")
+        print_field(_("revision"), _("{revision} (this release's)").format(revision=current)
+                    if current == head else current or _("none"))
         try:
             require_current(engine)
         except SchemaVersionError as exc:
-            print_field("needed", str(exc))
+            print_field(_("needed"), str(exc))
             return EXIT_BEHIND if args.check else EXIT_OK
     finally:
         engine.dispose()
@@ -102,5 +105,5 @@ def cmd_history(args) -> int:
 
     head = head_revision()
     for rev, title in history():
-        print(f"{rev}{' (head)' if rev == head else ''}  {title}")
+        print(f"{rev}{' ' + _('(head)') if rev == head else ''}  {title}")
     return EXIT_OK

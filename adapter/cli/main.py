@@ -12,6 +12,7 @@ import os
 import sys
 
 from adapter.errors import AdapterError, ConfigError
+from adapter.i18n import _, installed
 from adapter.privacy import MaskingFilter
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -48,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     from adapter.cli import audit, certs, db, edxml, exchanges, packets, running
 
     p = argparse.ArgumentParser(prog="thads-adapter",
-                                description="THADS exchange adapter (LGSP SOAP, document axis)")
-    p.add_argument("--config", help="configuration file (default: $THADS_ADAPTER_CONFIG, "
-                                    "else config/adapter.toml)")
+                                description=_("THADS exchange adapter (LGSP SOAP, document "
+                                              "axis)"))
+    p.add_argument("--config", help=_("configuration file (default: $THADS_ADAPTER_CONFIG, "
+                                      "else config/adapter.toml)"))
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     running.register(sub)
     exchanges.register(sub)
@@ -62,9 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
+    """One command, in the language LANGUAGE/LC_ALL/LC_MESSAGES/LANG ask for (adapter.i18n):
+    the messages are translated, never the names, JSON or exit codes scripts rely on."""
+    with installed():
+        return _run(argv)
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -74,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        print(_("configuration error: {error}").format(error=exc), file=sys.stderr)
         return EXIT_USAGE
     except AdapterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(_("error: {error}").format(error=exc), file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:
-        print(f"I/O error: {exc}", file=sys.stderr)
+        print(_("I/O error: {error}").format(error=exc), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -8,31 +8,34 @@ from pathlib import Path
 
 from adapter.cli.common import settings_of
 from adapter.errors import AdapterError, PacketError, SignatureError
+from adapter.i18n import N_, _
 
 #: how an offline check is told its trust anchors (`--trust` is the same option)
-ANCHOR_HELP = ("trust anchor PEM, repeatable (default: the configured ones; with none, "
-               "a signature is reported as untrusted)")
+ANCHOR_HELP = N_("trust anchor PEM, repeatable (default: the configured ones; with none, a "
+                 "signature is reported as untrusted)")
 
 
 def register(sub) -> None:
-    p = sub.add_parser("packet", help="offline packet tools")
+    p = sub.add_parser("packet", help=_("offline packet tools"))
     ps = p.add_subparsers(dest="packet_command", required=True, metavar="ACTION")
-    v = ps.add_parser("validate", help="schema validation: each error with line, path, reason")
-    v.add_argument("file")
+    v = ps.add_parser("validate", help=_("schema validation: each error with line, path, "
+                                         "reason"))
+    v.add_argument("file", help=_("the packet (- for standard input)"))
     v.set_defaults(handler=cmd_validate)
-    s = ps.add_parser("sign", help="sign with the configured key")
-    s.add_argument("file")
-    s.add_argument("-o", "--out", help="output file (default: stdout)")
+    s = ps.add_parser("sign", help=_("sign with the configured key"))
+    s.add_argument("file", help=_("the packet (- for standard input)"))
+    s.add_argument("-o", "--out", help=_("output file (default: stdout)"))
     s.set_defaults(handler=cmd_sign)
-    c = ps.add_parser("verify", help="verify signature and certificate chain")
-    c.add_argument("file")
+    c = ps.add_parser("verify", help=_("verify signature and certificate chain"))
+    c.add_argument("file", help=_("the packet (- for standard input)"))
     c.add_argument("--ca", "--trust", dest="ca", action="append", metavar="PEM",
-                   help=ANCHOR_HELP)
+                   help=_(ANCHOR_HELP))
     c.set_defaults(handler=cmd_verify)
 
 
-def offline_anchors(args) -> tuple[list, str]:
-    """Trust anchors for an offline check, and what to tell the user when there are none.
+def offline_anchors(args, *, translate: bool = True) -> tuple[list, str]:
+    """Trust anchors for an offline check, and what to tell the user when there are none
+    (in English when `translate` is false: it goes into JSON for scripts).
 
     `--ca` files must be readable (exit 2 otherwise: the user named them). Without `--ca`,
     the configured anchors that exist are used; a fresh checkout (no configuration file
@@ -41,11 +44,15 @@ def offline_anchors(args) -> tuple[list, str]:
     from adapter.config import config_path
     from adapter.crypto.keys import load_certificates
 
+    def say(message: str, **values: str) -> str:
+        return (_(message) if translate else message).format(**values)
+
     if args.ca:
         return [c for a in args.ca for c in load_certificates(Path(a))], ""
-    hint = "give --ca CA.pem, or run `thads-adapter init` for the dev PKI"
+    hint = say(N_("give --ca CA.pem, or run `thads-adapter init` for the dev PKI"))
     if args.config is None and not config_path().exists():
-        return [], f"no configuration file {config_path()} and no --ca: {hint}"
+        return [], say(N_("no configuration file {file} and no --ca: {hint}"),
+                       file=str(config_path()), hint=hint)
     s = settings_of(args)
     found, missing = [], []
     for anchor in s.signing.trust_anchors:
@@ -57,8 +64,9 @@ def offline_anchors(args) -> tuple[list, str]:
     if found:
         return found, ""
     if missing:
-        return [], f"configured trust anchor {', '.join(missing)} not found: {hint}"
-    return [], f"no trust anchor configured: {hint}"
+        return [], say(N_("configured trust anchor {files} not found: {hint}"),
+                       files=", ".join(missing), hint=hint)
+    return [], say(N_("no trust anchor configured: {hint}"), hint=hint)
 
 
 class InputTooLarge(AdapterError):
@@ -73,19 +81,21 @@ def read_input(path: str, *, max_bytes: int | None = None) -> bytes:
     from adapter.xml.safe import MAX_PACKET_BYTES
 
     max_bytes = MAX_PACKET_BYTES if max_bytes is None else max_bytes
-    limit = f"the limit of {max_bytes} bytes ({max_bytes / 2**20:g} MiB) for one packet"
+    limit = _("the limit of {bytes} bytes ({mib} MiB) for one packet").format(
+        bytes=max_bytes, mib=f"{max_bytes / 2**20:g}")
     if path == "-":
         data = sys.stdin.buffer.read(max_bytes + 1)
         if len(data) > max_bytes:
-            raise InputTooLarge(f"standard input: more than {limit}")
+            raise InputTooLarge(_("standard input: more than {limit}").format(limit=limit))
         return data
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > max_bytes:
-            raise InputTooLarge(f"{path}: {size} bytes exceed {limit}")
+            raise InputTooLarge(_("{file}: {size} bytes exceed {limit}").format(
+                file=path, size=size, limit=limit))
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise InputTooLarge(f"{path}: more than {limit}")
+        raise InputTooLarge(_("{file}: more than {limit}").format(file=path, limit=limit))
     return data
 
 
@@ -98,12 +108,12 @@ def cmd_validate(args) -> int:
         root = parse_untrusted(data, name=args.file)
         report = SchemaRegistry.default().report(root)
     except PacketError as exc:
-        print(f"{args.file}: INVALID: {exc}")
+        print(_("{file}: INVALID: {error}").format(file=args.file, error=exc))
         return 1
     if report.valid:
-        print(f"{args.file}: valid ({etree_name(root)})")
+        print(_("{file}: valid ({root})").format(file=args.file, root=etree_name(root)))
         return 0
-    print(f"{args.file}: INVALID ({report.summary()})")
+    print(_("{file}: INVALID ({summary})").format(file=args.file, summary=report.summary()))
     for issue in report.issues:
         print(f"  {issue}")
     if report.note:
@@ -114,7 +124,7 @@ def cmd_validate(args) -> int:
 def etree_name(root) -> str:
     from lxml import etree
     q = etree.QName(root)
-    return f"{q.localname} in {q.namespace}"
+    return _("{name} in {namespace}").format(name=q.localname, namespace=q.namespace)
 
 
 def cmd_sign(args) -> int:
@@ -129,11 +139,13 @@ def cmd_sign(args) -> int:
         builder.schemas.check(root, packet=args.file)
         signed = builder.signer.sign_bytes(root, packet=args.file)
     except PacketError as exc:
-        print(f"{args.file}: not signed: {exc}", file=sys.stderr)
+        print(_("{file}: not signed: {error}").format(file=args.file, error=exc),
+              file=sys.stderr)
         return 1
     if args.out:
         Path(args.out).write_bytes(signed)
-        print(f"signed {args.file} -> {args.out} ({builder.signer.identity.subject})")
+        print(_("signed {file} -> {out} ({subject})").format(
+            file=args.file, out=args.out, subject=builder.signer.identity.subject))
     else:
         sys.stdout.buffer.write(signed)
     return 0
@@ -148,16 +160,20 @@ def cmd_verify(args) -> int:
         result = PacketVerifier(certs, integrity_only=not certs).verify(data, packet=args.file)
     except SignatureError as exc:
         if exc.outcome == "untrusted":
-            print(f"{args.file}: UNTRUSTED: {exc}" + (f" ({no_anchor})" if no_anchor else ""))
+            print(_("{file}: UNTRUSTED: {error}").format(file=args.file, error=exc)
+                  + (f" ({no_anchor})" if no_anchor else ""))
         else:
-            print(f"{args.file}: INVALID: {exc}")
+            print(_("{file}: INVALID: {error}").format(file=args.file, error=exc))
         return 1
     except PacketError as exc:
-        print(f"{args.file}: INVALID: {exc}")
+        print(_("{file}: INVALID: {error}").format(file=args.file, error=exc))
         return 1
-    print(f"{args.file}: signature valid")
-    print(f"  signer:    {result.signer_subject}")
-    print(f"  issuer:    {result.signer.issuer.rfc4514_string()}")
-    print(f"  algorithm: {result.signature_method}")
-    print(f"  valid to:  {result.signer.not_valid_after_utc:%Y-%m-%d}")
+    print(_("{file}: signature valid").format(file=args.file))
+    rows = [(_("signer:"), result.signer_subject),
+            (_("issuer:"), result.signer.issuer.rfc4514_string()),
+            (_("algorithm:"), result.signature_method),
+            (_("valid to:"), f"{result.signer.not_valid_after_utc:%Y-%m-%d}")]
+    width = max(len(label) for label, _value in rows) + 1
+    for label, value in rows:
+        print(f"  {label:<{width}}{value}")
     return 0
