@@ -34,6 +34,16 @@ class Queries(StoreBase):
         with self.engine.connect() as c:
             return c.execute(select(func.count()).where(*cond)).scalar_one()
 
+    def has_outstanding(self, route: str | None = None) -> bool:
+        """Whether any work is left: what `--until-idle` polls. One index probe
+        (ix_exchanges_state, or ix_exchanges_queue for a route), where counting would read
+        every outstanding row on each poll."""
+        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        if route:
+            cond.append(EX.c.route == route)
+        with self.engine.connect() as c:
+            return c.execute(select(EX.c.id).where(*cond).limit(1)).first() is not None
+
     def oldest_outstanding(self) -> dt.datetime | None:
         with self.engine.connect() as c:
             return c.execute(select(func.min(EX.c.created_at)).where(EX.c.state.in_(
