@@ -6,9 +6,20 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import logging
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, Select, and_, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from adapter.dbutil import is_sqlite
 from adapter.store import evidence, recipients, states
@@ -27,6 +38,7 @@ EX = Exchange.__table__
 PK = Packet.__table__
 AT = Attempt.__table__
 CU = Cursor.__table__
+log = logging.getLogger("adapter.store")
 
 
 class Outbox(StoreBase):
@@ -103,38 +115,37 @@ class Outbox(StoreBase):
 
     def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
                         claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
-                        owner: str | None = None, status_poll: float = 30.0) -> None:
-        """Write every attempt and the state it leads to, in one transaction.
+                        owner: str | None = None, status_poll: float = 30.0) -> set[int]:
+        """Write every attempt and the state it leads to, in one transaction: one
+        executemany per kind of outcome (the same columns written), not one statement per
+        exchange.
 
-        The update is conditional on our lease, so a late answer never overwrites what an
-        instance that took the expired lease over has recorded."""
+        Each row's update is conditional on our lease, so a late answer never overwrites
+        what an instance that took the expired lease over has recorded. The row counts are
+        checked: exchanges whose lease was lost are logged and returned (their attempt is
+        still recorded: it happened)."""
         owner = owner or self.instance
         now = utcnow()
+        groups: dict[tuple[str, ...], list[dict]] = {}
+        for o in outcomes:
+            values = _outcome_values(o, claimed[o.exchange_id], policy, now, status_poll)
+            values.update(b_id=o.exchange_id, b_owner=owner, updated_at=now,
+                          lease_owner=None, lease_expires_at=None)
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        lost: set[int] = set()
         with self.engine.begin() as c:
-            attempts = []
-            for o in outcomes:
-                ex = claimed[o.exchange_id]
-                attempts.append(dict(exchange_id=o.exchange_id, number=ex.number,
-                                     started_at=o.started_at, duration_ms=o.duration_ms,
-                                     outcome=o.outcome, error=o.error, instance=owner))
-                values: dict = dict(updated_at=now, lease_owner=None, lease_expires_at=None)
-                if o.outcome in ("delivered", "duplicate"):
-                    values.update(state=State.DELIVERED, delivered_at=now, last_error=None)
-                elif o.outcome == "sent":
-                    values.update(state=State.SENT, last_error=None,
-                                  next_attempt_at=now + dt.timedelta(seconds=status_poll))
-                else:
-                    d = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
-                                             created_at=ex.created_at, now=now, policy=policy)
-                    values.update(state=d.state, next_attempt_at=d.next_attempt_at,
-                                  last_error=o.error)
-                states.check(State.SENDING, values["state"])
-                if o.platform_message_id:
-                    values.update(platform_message_id=o.platform_message_id,
-                                  receipt_status=o.receipt_status)
-                c.execute(update(EX).where(EX.c.id == o.exchange_id,
-                                           EX.c.state == State.SENDING,
-                                           EX.c.lease_owner == owner).values(**values))
+            for columns, rows in groups.items():
+                stmt = (update(EX).where(EX.c.id == bindparam("b_id"),
+                                         EX.c.state == State.SENDING,
+                                         EX.c.lease_owner == bindparam("b_owner"))
+                        .values({k: bindparam(k) for k in columns if not k.startswith("b_")}))
+                written = c.execute(stmt, rows).rowcount
+                if written != len(rows):
+                    lost |= _not_written(c, rows, now)
+            attempts = [dict(exchange_id=o.exchange_id, number=claimed[o.exchange_id].number,
+                             started_at=o.started_at, duration_ms=o.duration_ms,
+                             outcome=o.outcome, error=o.error, instance=owner)
+                        for o in outcomes]
             if attempts:
                 c.execute(insert(AT), attempts)
             evidence.append(c, [evidence.Event(
@@ -147,6 +158,12 @@ class Outbox(StoreBase):
                                            claimed[o.exchange_id].payload).hexdigest()
                                        ).items() if v is not None})
                 for o in outcomes], enabled=self.evidence)
+        for i in sorted(lost):
+            log.warning("exchange %s (packet %s): lease lost before its outcome (%s) was "
+                        "recorded; another instance holds it now, its state is left as that "
+                        "instance records it", i, claimed[i].packet_id,
+                        next(o.outcome for o in outcomes if o.exchange_id == i))
+        return lost
 
     def sent_to_check(self, route: str, *, limit: int,
                       now: dt.datetime | None = None) -> list[SentExchange]:
@@ -197,6 +214,36 @@ class Outbox(StoreBase):
             return c.execute(update(EX).where(*cond).values(
                 state=State.PENDING, lease_owner=None, lease_expires_at=None,
                 updated_at=utcnow())).rowcount
+
+
+def _outcome_values(o: AttemptOutcome, ex: ClaimedExchange, policy: states.RetryPolicy,
+                    now: dt.datetime, status_poll: float) -> dict:
+    """The columns an attempt's outcome writes (beside the lease and updated_at)."""
+    values: dict = {}
+    if o.outcome in ("delivered", "duplicate"):
+        values.update(state=State.DELIVERED, delivered_at=now, last_error=None)
+    elif o.outcome == "sent":
+        values.update(state=State.SENT, last_error=None,
+                      next_attempt_at=now + dt.timedelta(seconds=status_poll))
+    else:
+        d = states.after_failure(permanent=o.permanent, attempts=ex.attempts,
+                                 created_at=ex.created_at, now=now, policy=policy)
+        values.update(state=d.state, next_attempt_at=d.next_attempt_at, last_error=o.error)
+    states.check(State.SENDING, values["state"])
+    if o.platform_message_id:
+        values.update(platform_message_id=o.platform_message_id,
+                      receipt_status=o.receipt_status)
+    return values
+
+
+def _not_written(c: Connection, rows: list[dict], now: dt.datetime) -> set[int]:
+    """Which rows of an executemany the lease condition refused: those not showing the
+    state and time we wrote (inside the same transaction, so what we wrote is visible)."""
+    found = {r.id: r for r in c.execute(select(EX.c.id, EX.c.state, EX.c.updated_at).where(
+        EX.c.id.in_([r["b_id"] for r in rows])))}
+    return {r["b_id"] for r in rows
+            if (f := found.get(r["b_id"])) is None or f.state != r["state"]
+            or f.updated_at != now}
 
 
 def _due_scans(route: str, limit: int, now: dt.datetime, *, lock: bool) -> list[Select]:
