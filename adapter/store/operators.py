@@ -3,14 +3,21 @@ left, in the same transaction as the change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import insert, select, update
 
 from adapter.store import evidence, states
 from adapter.store.base import StoreBase, utcnow
 from adapter.store.models import Exchange, OperatorAction, Packet
-from adapter.store.records import OperatorActionRecord, OperatorResult, Refusal
+from adapter.store.queries import ids_in_chunks
+from adapter.store.records import (
+    ExchangeFilter,
+    OperatorActionRecord,
+    OperatorResult,
+    Refusal,
+)
 from adapter.store.states import State
 
 EX = Exchange.__table__
@@ -62,6 +69,23 @@ class OperatorActions(StoreBase):
                         None, {"actor": actor, "reason": reason, "from": a["from_state"]})
                         for a in audit], enabled=self.evidence)
                 result.done += ok
+        return result
+
+    def replay_matching(self, f: ExchangeFilter, *, actor: str, reason: str | None = None,
+                        chunk: int = 500, progress: Callable[[int], None] | None = None
+                        ) -> OperatorResult:
+        """Replay every failed exchange the filter selects, streamed in chunks of ids (one
+        transaction each, with its audit rows), never loading the whole selection."""
+        if f.state not in (None, State.FAILED):
+            return OperatorResult()
+        failed = dataclasses.replace(f, state=State.FAILED)
+        result = OperatorResult()
+        for ids in ids_in_chunks(self.engine, failed, chunk):
+            r = self.replay(ids, actor=actor, reason=reason)
+            result.done += r.done
+            result.refused += r.refused
+            if progress is not None:
+                progress(len(result.done) + len(result.refused))
         return result
 
     def cancel(self, ids: Sequence[int], *, actor: str, reason: str) -> OperatorResult:
