@@ -9,17 +9,33 @@ import multiprocessing
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 
 from adapter.config import Settings
 from adapter.dbutil import make_engine
+from adapter.errors import ConfigError
 from adapter.privacy import mask_ids
 from adapter.sources.changes import SourceRecord
 from adapter.store.records import NewExchange
 from adapter.store.repository import ExchangeStore
 from adapter.store.states import RetryPolicy
 from adapter.transports.base import Transport
+
+
+def _lgsp(settings: Settings) -> Transport:
+    from adapter.transports.lgsp import LgspTransport
+    return LgspTransport(settings.lgsp, settings.path)
+
+
+def _axis(settings: Settings) -> Transport:
+    from adapter.transports.axis import AxisTransport
+    return AxisTransport(settings.axis, settings.path,
+                         organisation_id=settings.adapter.organisation_id)
+
+
+#: how each channel of adapter.kinds.CHANNELS gets its transport (a new channel adds one).
+TRANSPORTS: dict[str, Callable[[Settings], Transport]] = {"lgsp": _lgsp, "axis": _axis}
 
 
 class Context:
@@ -30,8 +46,8 @@ class Context:
         self.store = ExchangeStore(self.state_engine, instance=self.instance,
                                    evidence=settings.audit.enabled)
         self.stopping = threading.Event()
-        self._transport = transport
-        self._axis = None
+        #: one transport per channel, built on first use (building one parses a WSDL)
+        self._transports: dict[str, Transport] = {} if transport is None else {"lgsp": transport}
         self._breakers: dict = {}
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -53,11 +69,8 @@ class Context:
 
     @property
     def transport(self) -> Transport:
-        with self._lock:
-            if self._transport is None:
-                from adapter.transports.lgsp import LgspTransport
-                self._transport = LgspTransport(self.settings.lgsp, self.settings.path)
-            return self._transport
+        """The LGSP platform's transport (inbound judgments, delivery status)."""
+        return self.transport_for("lgsp")
 
     def breaker(self, channel: str):
         from adapter.engine.breaker import CircuitBreaker
@@ -69,14 +82,15 @@ class Context:
             return self._breakers[channel]
 
     def transport_for(self, channel: str) -> Transport:
-        if channel == "lgsp":
-            return self.transport
         with self._lock:
-            if self._axis is None:
-                from adapter.transports.axis import AxisTransport
-                self._axis = AxisTransport(self.settings.axis, self.settings.path,
-                                           organisation_id=self.settings.adapter.organisation_id)
-            return self._axis
+            if channel not in self._transports:
+                try:
+                    make = TRANSPORTS[channel]
+                except KeyError:
+                    raise ConfigError("routes", "channel", f"no transport for channel "
+                                      f"{channel!r} (known: {', '.join(TRANSPORTS)})") from None
+                self._transports[channel] = make(self.settings)
+            return self._transports[channel]
 
     @cached_property
     def io_pool(self) -> cf.ThreadPoolExecutor:
@@ -93,7 +107,7 @@ class Context:
             if self._sign_pool is None:
                 # spawn, not fork: this process runs threads (scheduler, sender pool).
                 self._sign_pool = cf.ProcessPoolExecutor(
-                    self.settings.service.sign_workers,
+                    self.settings.service.sign_worker_count,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=build.init_worker,
                     initargs=(self.settings.source_file, None))
@@ -101,7 +115,7 @@ class Context:
 
     def warm_up(self) -> None:
         """Start the signing workers now (each loads its key once), not on the first batch."""
-        n = self.settings.service.sign_workers
+        n = self.settings.service.sign_worker_count
         if n > 0:
             from adapter.engine import build
             list(self._pool().map(build.ping, range(n)))
@@ -109,7 +123,7 @@ class Context:
     def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
         if not records:
             return []
-        workers = self.settings.service.sign_workers
+        workers = self.settings.service.sign_worker_count
         if workers <= 0 or len(records) < 8:
             return [self.builder.build(r, recipient) for r in records]
         from adapter.engine import build
@@ -127,10 +141,8 @@ class Context:
             self._sign_pool.shutdown(wait=True, cancel_futures=True)
         if "io_pool" in self.__dict__:
             self.io_pool.shutdown(wait=True)
-        if self._transport is not None:
-            self._transport.close()
-        if self._axis is not None:
-            self._axis.close()
+        for transport in self._transports.values():
+            transport.close()
         self.state_engine.dispose()
         if "source_engine" in self.__dict__:
             self.source_engine.dispose()
