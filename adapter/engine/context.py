@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import logging
 import multiprocessing
 import os
 import socket
@@ -14,13 +15,15 @@ from functools import cached_property
 
 from adapter.config import Settings
 from adapter.dbutil import make_engine
-from adapter.errors import ConfigError
+from adapter.errors import AdapterError, ConfigError
 from adapter.privacy import mask_ids
 from adapter.sources.changes import SourceRecord
 from adapter.store.records import NewExchange
 from adapter.store.repository import ExchangeStore
 from adapter.store.states import RetryPolicy
 from adapter.transports.base import Transport
+
+log = logging.getLogger("adapter.context")
 
 
 def _lgsp(settings: Settings) -> Transport:
@@ -114,11 +117,17 @@ class Context:
             return self._sign_pool
 
     def warm_up(self) -> None:
-        """Start the signing workers now (each loads its key once), not on the first batch."""
+        """Start the signing workers now (each loads its key once), and build the routes'
+        transports (a WSDL parsed, a schema compiled), not on the first batch."""
         n = self.settings.service.sign_worker_count
         if n > 0:
             from adapter.engine import build
             list(self._pool().map(build.ping, range(n)))
+        for channel in sorted({r.channel for r in self.settings.routes}):
+            try:
+                self.transport_for(channel)
+            except AdapterError as exc:  # said again, per exchange, when it is used
+                log.error("transport for %s unavailable: %s", channel, exc)
 
     def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
         if not records:

@@ -271,23 +271,20 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
     if not items:
         return 0
     res = c.execute(insert_of(EX).on_conflict_do_nothing(
-        index_elements=["packet_id"]).returning(EX.c.packet_id), [dict(
+        index_elements=["packet_id"]).returning(EX.c.packet_id, EX.c.id), [dict(
             packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
             peer=it.peer, source_key=it.source_key, source_version=it.source_version,
             state=State.FAILED if it.error is not None else State.PENDING, attempts=0,
             next_attempt_at=None, created_at=now, updated_at=now, last_error=it.error,
             document_id=it.document_id) for it in items])
-    inserted = set(res.scalars())
-    fresh = [it for it in items if it.packet_id in inserted]
+    #: the new rows' ids come back with the insert: no second query to look them up
+    ids: dict[str, int] = {pid: i for pid, i in res}
+    fresh = [it for it in items if it.packet_id in ids]
     blobs = [dict(packet_id=it.packet_id, payload=it.payload,
                   sha256=hashlib.sha256(it.payload).hexdigest())
              for it in fresh if it.payload is not None]
     if blobs:
         c.execute(insert(PK), blobs)
-    ids: dict[str, int] = {}
-    if fresh and (with_evidence or any(it.recipients for it in fresh)):
-        ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
-            EX.c.packet_id.in_(list(inserted)))).all())
     recipients.add(c, [(ids[it.packet_id], o) for it in fresh for o in it.recipients])
     evidence.append(c, [evidence.Event(
         "built" if it.error is None else "refused", "out", it.peer, it.kind,
@@ -297,4 +294,4 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
          **({"recipients": list(it.recipients)} if it.recipients else {}),
          **({"error": it.error} if it.error else {})})
         for it in fresh], enabled=with_evidence)
-    return len(inserted)
+    return len(ids)
