@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import Protocol, cast
 
 from adapter.config import Settings
 from adapter.dbutil import make_engine
@@ -21,9 +22,19 @@ from adapter.sources.changes import SourceRecord
 from adapter.store.records import NewExchange
 from adapter.store.repository import ExchangeStore
 from adapter.store.states import RetryPolicy
-from adapter.transports.base import Transport
+from adapter.transports.base import ItemOutcome, SubmitItem, Transport
 
 log = logging.getLogger("adapter.context")
+
+
+class ChannelTransport(Protocol):
+    """What delivery needs of any channel (the LGSP transport does more: `Transport`)."""
+
+    def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
+        ...
+
+    def close(self) -> None:
+        ...
 
 
 def _lgsp(settings: Settings) -> Transport:
@@ -31,14 +42,14 @@ def _lgsp(settings: Settings) -> Transport:
     return LgspTransport(settings.lgsp, settings.path)
 
 
-def _axis(settings: Settings) -> Transport:
+def _axis(settings: Settings) -> ChannelTransport:
     from adapter.transports.axis import AxisTransport
     return AxisTransport(settings.axis, settings.path,
                          organisation_id=settings.adapter.organisation_id)
 
 
 #: how each channel of adapter.kinds.CHANNELS gets its transport (a new channel adds one).
-TRANSPORTS: dict[str, Callable[[Settings], Transport]] = {"lgsp": _lgsp, "axis": _axis}
+TRANSPORTS: dict[str, Callable[[Settings], ChannelTransport]] = {"lgsp": _lgsp, "axis": _axis}
 
 
 class Context:
@@ -50,7 +61,8 @@ class Context:
                                    evidence=settings.audit.enabled)
         self.stopping = threading.Event()
         #: one transport per channel, built on first use (building one parses a WSDL)
-        self._transports: dict[str, Transport] = {} if transport is None else {"lgsp": transport}
+        self._transports: dict[str, ChannelTransport] = (
+            {} if transport is None else {"lgsp": transport})
         self._breakers: dict = {}
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -73,7 +85,7 @@ class Context:
     @property
     def transport(self) -> Transport:
         """The LGSP platform's transport (inbound judgments, delivery status)."""
-        return self.transport_for("lgsp")
+        return cast(Transport, self.transport_for("lgsp"))  # TRANSPORTS["lgsp"] builds one
 
     def breaker(self, channel: str):
         from adapter.engine.breaker import CircuitBreaker
@@ -84,7 +96,7 @@ class Context:
                     channel, threshold=r.breaker_failures, open_seconds=r.breaker_open_seconds)
             return self._breakers[channel]
 
-    def transport_for(self, channel: str) -> Transport:
+    def transport_for(self, channel: str) -> ChannelTransport:
         with self._lock:
             if channel not in self._transports:
                 try:

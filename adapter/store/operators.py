@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from adapter.store import evidence, states
 from adapter.store.base import StoreBase, utcnow
@@ -20,8 +21,8 @@ from adapter.store.records import (
 )
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
+EX = cast(Table, Exchange.__table__)
+PK = cast(Table, Packet.__table__)
 
 
 class OperatorActions(StoreBase):
@@ -63,7 +64,7 @@ class OperatorActions(StoreBase):
                               .values(state=State.PENDING, next_attempt_at=None,
                                       lease_owner=None, lease_expires_at=None, updated_at=now,
                                       replayed_at=now, attempts_at_replay=EX.c.attempts))
-                    c.execute(insert(OperatorAction.__table__), audit)
+                    c.execute(insert(OperatorAction), audit)
                     evidence.append(c, [evidence.Event(
                         "replay", None, None, None, a["exchange_id"], a["packet_id"], None,
                         None, {"actor": actor, "reason": reason, "from": a["from_state"]})
@@ -108,7 +109,7 @@ class OperatorActions(StoreBase):
                     c.execute(update(EX).where(EX.c.id == i, EX.c.state == r.state).values(
                         state=State.CANCELLED, updated_at=now, next_attempt_at=None,
                         last_error=f"cancelled by {actor}: {reason}"))
-                    c.execute(insert(OperatorAction.__table__).values(
+                    c.execute(insert(OperatorAction).values(
                         at=now, actor=actor, action="cancel", exchange_id=i,
                         packet_id=r.packet_id, from_state=r.state, reason=reason))
                     evidence.append(c, [evidence.Event(

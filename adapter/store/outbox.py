@@ -8,10 +8,12 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
     Select,
+    Table,
     and_,
     bindparam,
     func,
@@ -34,10 +36,10 @@ from adapter.store.records import (
 )
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
-AT = Attempt.__table__
-CU = Cursor.__table__
+EX = cast(Table, Exchange.__table__)
+PK = cast(Table, Packet.__table__)
+AT = cast(Table, Attempt.__table__)
+CU = cast(Table, Cursor.__table__)
 log = logging.getLogger("adapter.store")
 
 
@@ -96,7 +98,7 @@ class Outbox(StoreBase):
             if not candidates:
                 return []
             chosen = sorted(candidates)[:limit]
-            rows = c.execute(
+            rows = list(c.execute(
                 update(EX).where(EX.c.id.in_(chosen), due)
                 .values(state=State.SENDING, lease_owner=owner, updated_at=now,
                         lease_expires_at=now + dt.timedelta(seconds=lease_seconds),
@@ -104,7 +106,7 @@ class Outbox(StoreBase):
                 .returning(EX.c.id, EX.c.packet_id, EX.c.kind,
                            EX.c.attempts - EX.c.attempts_at_replay,
                            func.coalesce(EX.c.replayed_at, EX.c.created_at), EX.c.attempts)
-            ).all()
+            ).all())
             if not rows:
                 return []
             payloads = dict(c.execute(select(PK.c.packet_id, PK.c.payload).where(
@@ -187,6 +189,7 @@ class Outbox(StoreBase):
         now = utcnow()
         with self.engine.begin() as c:
             for ex_id, status in ((r.exchange_id, r.status) for r in results):
+                values: dict[str, Any]
                 if status == "delivered":
                     values = dict(state=State.DELIVERED, delivered_at=now, next_attempt_at=None)
                 elif status == "unknown":

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import cast
 
-from sqlalchemy import ColumnElement, Engine, Select, case, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.store import recipients
@@ -15,8 +16,8 @@ from adapter.store.models import Attempt, Exchange, Packet
 from adapter.store.records import ExchangeFilter
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
+EX = cast(Table, Exchange.__table__)
+PK = cast(Table, Packet.__table__)
 
 
 class Queries(StoreBase):
@@ -29,7 +30,8 @@ class Queries(StoreBase):
 
     def outstanding(self, route: str | None = None) -> int:
         """Exchanges that are not final and not failed: work still to do."""
-        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        cond: list[ColumnElement[bool]] = [
+            EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
         if route:
             cond.append(EX.c.route == route)
         with self.engine.connect() as c:
@@ -39,7 +41,8 @@ class Queries(StoreBase):
         """Whether any work is left: what `--until-idle` polls. One index probe
         (ix_exchanges_state, or ix_exchanges_queue for a route), where counting would read
         every outstanding row on each poll."""
-        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        cond: list[ColumnElement[bool]] = [
+            EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
         if route:
             cond.append(EX.c.route == route)
         with self.engine.connect() as c:

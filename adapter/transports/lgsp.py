@@ -58,8 +58,8 @@ class LgspTransport:
             session.proxies = {"http": cfg.proxy, "https": cfg.proxy}
         session.verify = str(resolve(cfg.ca_file)) if cfg.ca_file else True
         if cfg.client_cert:
-            session.cert = (str(resolve(cfg.client_cert)),
-                            str(resolve(cfg.client_key)) if cfg.client_key else None)
+            cert = str(resolve(cfg.client_cert))
+            session.cert = (cert, str(resolve(cfg.client_key))) if cfg.client_key else cert
         pool = HTTPAdapter(pool_connections=2, pool_maxsize=cfg.concurrency, max_retries=0)
         session.mount("http://", pool)
         session.mount("https://", pool)
