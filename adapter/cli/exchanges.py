@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import getpass
 import os
@@ -9,8 +10,10 @@ import sys
 
 from adapter.cli.common import print_json, print_table, settings_of
 from adapter.errors import AdapterError
+from adapter.kinds import KINDS
 from adapter.privacy import mask_ids
 from adapter.store.records import ExchangeFilter
+from adapter.store.states import State
 
 
 def register(sub) -> None:
@@ -41,9 +44,8 @@ def register(sub) -> None:
 
 
 def add_filters(p) -> None:
-    p.add_argument("--state", choices=["pending", "sending", "sent", "delivered", "retry_wait",
-                                       "failed", "cancelled"])
-    p.add_argument("--kind", choices=["case", "receipt", "judgment", "edoc", "status"])
+    p.add_argument("--state", choices=[s.value for s in State])
+    p.add_argument("--kind", choices=KINDS.names())
     p.add_argument("--route")
     p.add_argument("--direction", choices=["in", "out"])
     p.add_argument("--since", help="updated at or after (ISO date or date-time, UTC)")
@@ -177,42 +179,41 @@ def cmd_replay(args) -> int:
                                                   "since", "until", "search"))
     if not args.ids and not has_filter:
         raise AdapterError("name exchanges (ID…) or select them (--state failed …)")
-    rows = store.find(filtered(args, args.ids))
-    if not rows:
+    selection = filtered(args, args.ids)
+    # counted, not loaded: a selection of millions is streamed in chunks below
+    matching, failed = store.match_counts(selection)
+    if not matching:
         print("nothing matches")
         return 1
-    failed = [e for e in rows if e.state == "failed"]
-    print(f"{len(rows)} exchanges match, {len(failed)} of them failed (only those are replayed)")
-    named = {e.id: e for e in rows}
-    refusals = [(i, "no such exchange") if i not in named else
-                (i, f"is {named[i].state}, only failed exchanges are replayed")
-                for i in args.ids if i not in named or named[i].state != "failed"]
+    print(f"{matching} exchanges match, {failed} of them failed (only those are replayed)")
+    refusals: list[tuple[int, str]] = []
+    if args.ids:
+        named = {e.id: e for e in store.find(selection)}
+        refusals = [(i, "no such exchange") if i not in named else
+                    (i, f"is {named[i].state}, only failed exchanges are replayed")
+                    for i in args.ids if i not in named or named[i].state != "failed"]
     for i, why in refusals:
         print(f"  {i}: not replayed: {why}")
+    failed_only = dataclasses.replace(selection, state="failed")
+    preview = store.find(failed_only, limit=20) if failed else []
     print_table(["id", "kind", "source", "tries", "last error"],
                 [[e.id, e.kind, e.source_key, e.attempts, mask_ids(e.last_error or "")]
-                 for e in failed[:20]])
-    if len(failed) > 20:
-        print(f"… and {len(failed) - 20} more")
+                 for e in preview])
+    if failed > 20:
+        print(f"… and {failed - 20} more")
     if args.dry_run or not failed:
         return 1 if refusals else 0
-    bulk = len(failed) > 1 or not args.ids
-    if bulk and not _confirm(f"Replay {len(failed)} exchanges?", args):
+    bulk = failed > 1 or not args.ids
+    if bulk and not _confirm(f"Replay {failed} exchanges?", args):
         print("nothing replayed")
         return 1
-    ids = sorted(e.id for e in failed)
-    done: list[int] = []
-    refused: list[tuple[int, str]] = []
-    for start in range(0, len(ids), 500):
-        r = store.replay(ids[start:start + 500], actor=actor(), reason=args.reason)
-        done += r.done
-        refused += [(x.exchange_id, x.reason) for x in r.refused]
-        _progress(len(done) + len(refused), len(ids))
-    print(f"replayed {len(done)} exchanges (recorded as {actor()}); the service sends them "
-          "with their packet ids, so the receiver keeps one copy")
-    for i, why in refused:
-        print(f"  {i}: not replayed: {why}")
-    return 0 if not (refused or refusals) else 1
+    result = store.replay_matching(selection, actor=actor(), reason=args.reason,
+                                   progress=lambda n: _progress(n, failed))
+    print(f"replayed {len(result.done)} exchanges (recorded as {actor()}); the service sends "
+          "them with their packet ids, so the receiver keeps one copy")
+    for x in result.refused:
+        print(f"  {x.exchange_id}: not replayed: {x.reason}")
+    return 0 if not (result.refused or refusals) else 1
 
 
 def _progress(n: int, total: int, width: int = 40) -> None:

@@ -42,6 +42,14 @@ def _kinds(info: ValidationInfo) -> KindRegistry:
     return registry if isinstance(registry, KindRegistry) else KINDS
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its affinity mask, as a container limits it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -163,6 +171,9 @@ class LgspSection(_Section):
     status_poll_seconds: float = Field(default=30.0, gt=0)
     #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
     batch_size: int = Field(default=50, ge=1, le=500)
+    #: send batches with a fixed envelope and read the answer with lxml against the WSDL's
+    #: schema (zeep for everything else); false: zeep for batches too.
+    fast_submit: bool = True
     operations: OperationMap = OperationMap()
 
 
@@ -389,10 +400,19 @@ class SimulatorSection(_Section):
 
 class ServiceSection(_Section):
     #: processes preparing packets (map, validate, sign); CPU-bound, so processes not threads.
-    sign_workers: int = Field(default=1, ge=0, le=32)
+    #: "auto": one per core this process may run on, less one for the main process (which
+    #: claims, sends and records), at least one; 0 builds in the main process.
+    sign_workers: Annotated[int, Field(ge=0, le=32)] | Literal["auto"] = "auto"
     #: seconds to wait for running jobs on SIGTERM before leaving the rest to leases.
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def sign_worker_count(self) -> int:
+        """`sign_workers` as a number: "auto" is the usable cores less one, at least one."""
+        if self.sign_workers != "auto":
+            return self.sign_workers
+        return max(1, min(32, usable_cores() - 1))
 
 
 class MetricsSection(_Section):

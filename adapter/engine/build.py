@@ -61,13 +61,6 @@ class PacketBuilder:
                            payload=payload)
 
 
-def identity_of(record: SourceRecord) -> tuple[str, int]:
-    """(key, version) that name a record's packet. The registry's version column already
-    made `record.version` (a status packet's is its progress code), so this is kept only for
-    callers that still ask."""
-    return record.key, record.version
-
-
 class EdxmlBuilder:
     """Enforcement decisions as edXML documents; office progress as edXML status packets."""
 

@@ -5,21 +5,51 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import logging
 import multiprocessing
 import os
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
+from typing import Protocol, cast
 
 from adapter.config import Settings
 from adapter.dbutil import make_engine
+from adapter.errors import AdapterError, ConfigError
 from adapter.privacy import mask_ids
 from adapter.sources.changes import SourceRecord
 from adapter.store.records import NewExchange
 from adapter.store.repository import ExchangeStore
 from adapter.store.states import RetryPolicy
-from adapter.transports.base import Transport
+from adapter.transports.base import InboundTransport, ItemOutcome, SubmitItem, Transport
+
+log = logging.getLogger("adapter.context")
+
+
+class ChannelTransport(Protocol):
+    """What delivery needs of any channel (the LGSP transport does more: `Transport`)."""
+
+    def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+def _lgsp(settings: Settings) -> Transport:
+    from adapter.transports.lgsp import LgspTransport
+    return LgspTransport(settings.lgsp, settings.path)
+
+
+def _axis(settings: Settings) -> ChannelTransport:
+    from adapter.transports.axis import AxisTransport
+    return AxisTransport(settings.axis, settings.path,
+                         organisation_id=settings.adapter.organisation_id)
+
+
+#: how each channel of adapter.kinds.CHANNELS gets its transport (a new channel adds one).
+TRANSPORTS: dict[str, Callable[[Settings], ChannelTransport]] = {"lgsp": _lgsp, "axis": _axis}
 
 
 class Context:
@@ -30,8 +60,9 @@ class Context:
         self.store = ExchangeStore(self.state_engine, instance=self.instance,
                                    evidence=settings.audit.enabled)
         self.stopping = threading.Event()
-        self._transport = transport
-        self._axis = None
+        #: one transport per channel, built on first use (building one parses a WSDL)
+        self._transports: dict[str, ChannelTransport] = (
+            {} if transport is None else {"lgsp": transport})
         self._breakers: dict = {}
         self._sign_pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -53,11 +84,8 @@ class Context:
 
     @property
     def transport(self) -> Transport:
-        with self._lock:
-            if self._transport is None:
-                from adapter.transports.lgsp import LgspTransport
-                self._transport = LgspTransport(self.settings.lgsp, self.settings.path)
-            return self._transport
+        """The LGSP platform's transport (inbound judgments, delivery status)."""
+        return cast(Transport, self.transport_for("lgsp"))  # TRANSPORTS["lgsp"] builds one
 
     def breaker(self, channel: str):
         from adapter.engine.breaker import CircuitBreaker
@@ -68,15 +96,24 @@ class Context:
                     channel, threshold=r.breaker_failures, open_seconds=r.breaker_open_seconds)
             return self._breakers[channel]
 
-    def transport_for(self, channel: str) -> Transport:
-        if channel == "lgsp":
-            return self.transport
+    def transport_for(self, channel: str) -> ChannelTransport:
         with self._lock:
-            if self._axis is None:
-                from adapter.transports.axis import AxisTransport
-                self._axis = AxisTransport(self.settings.axis, self.settings.path,
-                                           organisation_id=self.settings.adapter.organisation_id)
-            return self._axis
+            if channel not in self._transports:
+                try:
+                    make = TRANSPORTS[channel]
+                except KeyError:
+                    raise ConfigError("routes", "channel", f"no transport for channel "
+                                      f"{channel!r} (known: {', '.join(TRANSPORTS)})") from None
+                self._transports[channel] = make(self.settings)
+            return self._transports[channel]
+
+    def inbound_transport_for(self, channel: str) -> InboundTransport:
+        """The channel's transport, as the inbound pipeline uses it (list, fetch, answer)."""
+        transport = self.transport_for(channel)
+        if not isinstance(transport, InboundTransport):
+            raise ConfigError("routes", "channel", f"channel {channel!r} cannot receive: its "
+                              "transport does not list, fetch and acknowledge packets")
+        return transport
 
     @cached_property
     def io_pool(self) -> cf.ThreadPoolExecutor:
@@ -93,26 +130,32 @@ class Context:
             if self._sign_pool is None:
                 # spawn, not fork: this process runs threads (scheduler, sender pool).
                 self._sign_pool = cf.ProcessPoolExecutor(
-                    self.settings.service.sign_workers,
+                    self.settings.service.sign_worker_count,
                     mp_context=multiprocessing.get_context("spawn"),
                     initializer=build.init_worker,
                     initargs=(self.settings.source_file, None))
             return self._sign_pool
 
     def warm_up(self) -> None:
-        """Start the signing workers now (each loads its key once), not on the first batch."""
+        """Start the signing workers now (each loads its key once), and build the routes'
+        transports (a WSDL parsed, a schema compiled), not on the first batch."""
         # this process loads the key first: a missing token or a wrong PIN stops the start
         # here, once (ConfigError, exit 2), not in every worker (nor each PIN try over again)
         self.builder  # noqa: B018
-        n = self.settings.service.sign_workers
+        n = self.settings.service.sign_worker_count
         if n > 0:
             from adapter.engine import build
             list(self._pool().map(build.ping, range(n)))
+        for channel in sorted({r.channel for r in self.settings.routes}):
+            try:
+                self.transport_for(channel)
+            except AdapterError as exc:  # said again, per exchange, when it is used
+                log.error("transport for %s unavailable: %s", channel, exc)
 
     def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
         if not records:
             return []
-        workers = self.settings.service.sign_workers
+        workers = self.settings.service.sign_worker_count
         if workers <= 0 or len(records) < 8:
             return [self.builder.build(r, recipient) for r in records]
         from adapter.engine import build
@@ -130,10 +173,8 @@ class Context:
             self._sign_pool.shutdown(wait=True, cancel_futures=True)
         if "io_pool" in self.__dict__:
             self.io_pool.shutdown(wait=True)
-        if self._transport is not None:
-            self._transport.close()
-        if self._axis is not None:
-            self._axis.close()
+        for transport in self._transports.values():
+            transport.close()
         self.state_engine.dispose()
         if "source_engine" in self.__dict__:
             self.source_engine.dispose()

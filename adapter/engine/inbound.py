@@ -209,6 +209,6 @@ class InboundEngine:
 
     def pull(self, route: RouteSection) -> PullStats:
         """One round (engine.pipeline): four transactions, whatever the batch size."""
-        s = InboundPipeline(self.ctx, self.ctx.transport_for(route.channel),
+        s = InboundPipeline(self.ctx, self.ctx.inbound_transport_for(route.channel),
                             self.channel(route), log).pull(route)
         return PullStats(s.received, s.imported, s.quarantined, s.acknowledged)

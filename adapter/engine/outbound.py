@@ -9,13 +9,13 @@ commits every attempt and the state it leads to in one batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 
 from adapter.config import RouteSection
-from adapter.engine.build import identity_of
 from adapter.engine.context import Context
 from adapter.errors import AdapterError, RejectedByPeer, TransportError
 from adapter.mapping import packet_id
@@ -44,10 +44,6 @@ class RoundStats:
     errors: list[str] = field(default_factory=list)
 
 
-def route_channel(chunk: list[ClaimedExchange]) -> str:
-    return "axis" if chunk and chunk[0].kind in ("edoc", "status") else "lgsp"
-
-
 class OutboundEngine:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -58,13 +54,14 @@ class OutboundEngine:
     def prepare(self, route: RouteSection, *, max_batches: int | None = None) -> RoundStats:
         ctx = self.ctx
         stats = RoundStats()
-        reader = ChangeReader(ctx.source_engine, route.kind, ctx.settings.source.batch_size)
+        reader = ChangeReader(ctx.source_engine, route.kind, ctx.settings.source.batch_size,
+                              kinds=ctx.settings.kinds)
         start = SourceCursor.decode(ctx.store.cursor(route.name))
         after = start.minus(ctx.settings.source.lookback_seconds)
         for n, batch in enumerate(reader.batches(after)):
             if ctx.stopping.is_set():
                 break
-            ids = {packet_id(r.kind, *identity_of(r)): r for r in batch}
+            ids = {packet_id(r.kind, r.key, r.version): r for r in batch}
             known = ctx.store.existing_packet_ids(list(ids))
             todo = [r for pid, r in ids.items() if pid not in known]
             built = ctx.build_many(todo, route.recipient or "")
@@ -103,16 +100,19 @@ class OutboundEngine:
                 break
             size = max(1, ctx.settings.lgsp.batch_size)
             chunks = [claimed[i:i + size] for i in range(0, len(claimed), size)]
-            outcomes = [o for part in ctx.io_pool.map(self._send_chunk, chunks) for o in part]
+            outcomes = [o for part in ctx.io_pool.map(
+                functools.partial(self._send_chunk, route.channel), chunks) for o in part]
             policy = ctx.policy_for(route)
-            ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, policy,
-                                      status_poll=ctx.settings.lgsp.status_poll_seconds)
+            lost = ctx.store.record_outcomes(outcomes, {c.id: c for c in claimed}, policy,
+                                             status_poll=ctx.settings.lgsp.status_poll_seconds)
             if any(o.outcome != "transient" for o in outcomes):
                 breaker.success()  # the endpoint answers (even a refusal is an answer)
             else:
                 breaker.failure()
             by_id = {c.id: c for c in claimed}
             for o in outcomes:
+                if o.exchange_id in lost:
+                    continue  # another instance holds it now (logged by the store)
                 if o.outcome in ("delivered", "duplicate", "sent"):
                     stats.delivered += 1
                     continue
@@ -161,7 +161,7 @@ class OutboundEngine:
         ctx.store.settle_sent(answers, status_poll=ctx.settings.lgsp.status_poll_seconds)
         return sum(1 for a in answers if a.status != "queued")
 
-    def _send_chunk(self, chunk: list[ClaimedExchange]) -> list[AttemptOutcome]:
+    def _send_chunk(self, channel: str, chunk: list[ClaimedExchange]) -> list[AttemptOutcome]:
         """One call for the chunk (or one per packet if the platform has no batch call);
         every exchange gets its own outcome and attempt record."""
         started = utcnow()
@@ -170,7 +170,7 @@ class OutboundEngine:
         sender = ctx.settings.adapter.organisation_id
         items = [SubmitItem(ex.packet_id, ex.kind, sender, ex.payload) for ex in chunk]
         try:
-            results: list = ctx.transport_for(route_channel(chunk)).submit_many(items)
+            results: list = ctx.transport_for(channel).submit_many(items)
         except Exception as exc:  # the whole call failed: same outcome for every packet
             if not isinstance(exc, AdapterError):
                 log.exception("unexpected error sending %d packets", len(chunk))

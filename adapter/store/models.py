@@ -54,7 +54,12 @@ class Exchange(StateBase):
     #: axis documents: the edXML DocumentId (ours when sent, the sender's when received).
     document_id: Mapped[str | None] = mapped_column(String(200), index=True)
     __table_args__ = (
+        # The claim and the status follow-up read the due set through these two, each as
+        # an index range scan that stops after `limit` rows: pending (and sending) by id,
+        # retry_wait (and sent) by next_attempt_at. Delivered rows are never touched, so
+        # the cost of a round does not grow with the table.
         Index("ix_exchanges_claim", "route", "state", "next_attempt_at"),
+        Index("ix_exchanges_queue", "route", "state", "id"),
         Index("ix_exchanges_state", "state", "kind"),
         Index("ix_exchanges_source", "source_key"),
     )

@@ -3,18 +3,26 @@ left, in the same transaction as the change."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 
 from adapter.store import evidence, states
 from adapter.store.base import StoreBase, utcnow
 from adapter.store.models import Exchange, OperatorAction, Packet
-from adapter.store.records import OperatorActionRecord, OperatorResult, Refusal
+from adapter.store.queries import ids_in_chunks
+from adapter.store.records import (
+    ExchangeFilter,
+    OperatorActionRecord,
+    OperatorResult,
+    Refusal,
+)
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
+EX = cast(Table, Exchange.__table__)
+PK = cast(Table, Packet.__table__)
 
 
 class OperatorActions(StoreBase):
@@ -56,12 +64,29 @@ class OperatorActions(StoreBase):
                               .values(state=State.PENDING, next_attempt_at=None,
                                       lease_owner=None, lease_expires_at=None, updated_at=now,
                                       replayed_at=now, attempts_at_replay=EX.c.attempts))
-                    c.execute(insert(OperatorAction.__table__), audit)
+                    c.execute(insert(OperatorAction), audit)
                     evidence.append(c, [evidence.Event(
                         "replay", None, None, None, a["exchange_id"], a["packet_id"], None,
                         None, {"actor": actor, "reason": reason, "from": a["from_state"]})
                         for a in audit], enabled=self.evidence)
                 result.done += ok
+        return result
+
+    def replay_matching(self, f: ExchangeFilter, *, actor: str, reason: str | None = None,
+                        chunk: int = 500, progress: Callable[[int], None] | None = None
+                        ) -> OperatorResult:
+        """Replay every failed exchange the filter selects, streamed in chunks of ids (one
+        transaction each, with its audit rows), never loading the whole selection."""
+        if f.state not in (None, State.FAILED):
+            return OperatorResult()
+        failed = dataclasses.replace(f, state=State.FAILED)
+        result = OperatorResult()
+        for ids in ids_in_chunks(self.engine, failed, chunk):
+            r = self.replay(ids, actor=actor, reason=reason)
+            result.done += r.done
+            result.refused += r.refused
+            if progress is not None:
+                progress(len(result.done) + len(result.refused))
         return result
 
     def cancel(self, ids: Sequence[int], *, actor: str, reason: str) -> OperatorResult:
@@ -84,7 +109,7 @@ class OperatorActions(StoreBase):
                     c.execute(update(EX).where(EX.c.id == i, EX.c.state == r.state).values(
                         state=State.CANCELLED, updated_at=now, next_attempt_at=None,
                         last_error=f"cancelled by {actor}: {reason}"))
-                    c.execute(insert(OperatorAction.__table__).values(
+                    c.execute(insert(OperatorAction).values(
                         at=now, actor=actor, action="cancel", exchange_id=i,
                         packet_id=r.packet_id, from_state=r.state, reason=reason))
                     evidence.append(c, [evidence.Event(

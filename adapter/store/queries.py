@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from typing import cast
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import ColumnElement, Engine, Select, Table, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.store import recipients
@@ -14,8 +16,8 @@ from adapter.store.models import Attempt, Exchange, Packet
 from adapter.store.records import ExchangeFilter
 from adapter.store.states import State
 
-EX = Exchange.__table__
-PK = Packet.__table__
+EX = cast(Table, Exchange.__table__)
+PK = cast(Table, Packet.__table__)
 
 
 class Queries(StoreBase):
@@ -28,11 +30,23 @@ class Queries(StoreBase):
 
     def outstanding(self, route: str | None = None) -> int:
         """Exchanges that are not final and not failed: work still to do."""
-        cond = [EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        cond: list[ColumnElement[bool]] = [
+            EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
         if route:
             cond.append(EX.c.route == route)
         with self.engine.connect() as c:
             return c.execute(select(func.count()).where(*cond)).scalar_one()
+
+    def has_outstanding(self, route: str | None = None) -> bool:
+        """Whether any work is left: what `--until-idle` polls. One index probe
+        (ix_exchanges_state, or ix_exchanges_queue for a route), where counting would read
+        every outstanding row on each poll."""
+        cond: list[ColumnElement[bool]] = [
+            EX.c.state.in_([State.PENDING, State.SENDING, State.SENT, State.RETRY_WAIT])]
+        if route:
+            cond.append(EX.c.route == route)
+        with self.engine.connect() as c:
+            return c.execute(select(EX.c.id).where(*cond).limit(1)).first() is not None
 
     def oldest_outstanding(self) -> dt.datetime | None:
         with self.engine.connect() as c:
@@ -76,6 +90,18 @@ class Queries(StoreBase):
         with Session(self.engine) as s:
             return list(s.execute(q).scalars())
 
+    def match_counts(self, f: ExchangeFilter) -> tuple[int, int]:
+        """How many exchanges match the filter, and how many of them are failed: one
+        aggregate, no row loaded."""
+        failed = func.coalesce(func.sum(case((EX.c.state == State.FAILED, 1), else_=0)), 0)
+        with self.engine.connect() as c:
+            n, f_ = c.execute(select(func.count(), failed).where(*_conditions(f))).one()
+        return int(n), int(f_)
+
+    def ids_in_chunks(self, f: ExchangeFilter, chunk: int = 500) -> Iterator[list[int]]:
+        """The ids matching the filter, ascending, `chunk` at a time."""
+        return ids_in_chunks(self.engine, f, chunk)
+
     def attempts_of(self, exchange_id: int) -> list[Attempt]:
         with Session(self.engine) as s:
             return list(s.execute(select(Attempt).where(Attempt.exchange_id == exchange_id)
@@ -90,20 +116,39 @@ class Queries(StoreBase):
             return c.execute(select(PK.c.payload).where(PK.c.packet_id == packet_id)).scalar()
 
 
-def _filtered(f: ExchangeFilter) -> Select:
-    q = select(Exchange)
+def ids_in_chunks(engine: Engine, f: ExchangeFilter, chunk: int = 500) -> Iterator[list[int]]:
+    """The ids matching the filter, ascending, `chunk` at a time (keyset paging: each
+    chunk is one short query, so millions of matches never sit in memory, and rows that
+    change between chunks are neither skipped nor repeated)."""
+    after = 0
+    cond = _conditions(f)
+    while True:
+        with engine.connect() as c:
+            ids = list(c.execute(select(EX.c.id).where(*cond, EX.c.id > after)
+                                 .order_by(EX.c.id).limit(chunk)).scalars())
+        if not ids:
+            return
+        yield ids
+        after = ids[-1]
+
+
+def _conditions(f: ExchangeFilter) -> list[ColumnElement[bool]]:
+    cond: list[ColumnElement[bool]] = []
     for attr in ("state", "kind", "route", "direction"):
         value = getattr(f, attr)
         if value:
-            q = q.where(getattr(Exchange, attr) == value)
+            cond.append(EX.c[attr] == value)
     if f.ids is not None:
-        q = q.where(Exchange.id.in_(list(f.ids)))
+        cond.append(EX.c.id.in_(list(f.ids)))
     if f.since:
-        q = q.where(Exchange.updated_at >= f.since)
+        cond.append(EX.c.updated_at >= f.since)
     if f.until:
-        q = q.where(Exchange.updated_at < f.until)
+        cond.append(EX.c.updated_at < f.until)
     if f.search:
         like = f"%{f.search}%"
-        q = q.where(or_(Exchange.source_key.like(like), Exchange.packet_id.like(like)))
-    return q.order_by(Exchange.id.desc())
+        cond.append(or_(EX.c.source_key.like(like), EX.c.packet_id.like(like)))
+    return cond
 
+
+def _filtered(f: ExchangeFilter) -> Select:
+    return select(Exchange).where(*_conditions(f)).order_by(Exchange.id.desc())

@@ -159,3 +159,41 @@ def test_claim_skips_retry_wait_that_is_not_yet_due(store):
                            now=future + dt.timedelta(seconds=1))) == 1
     with store.engine.connect() as c:
         assert c.execute(select(Exchange.attempts)).scalar() == 1
+
+
+def test_a_lease_stolen_between_claim_and_record_is_detected_and_logged(store, caplog):
+    """Outcomes are written in one executemany per kind; the lease condition still holds
+    per row, and a row it refused is named in the log, not skipped silently."""
+    store.add_exchanges("r", [new(i) for i in range(1, 7)], None)
+    first = {c.id: c for c in store.claim("r", limit=10, lease_seconds=5, owner="a")}
+    ids = sorted(first)
+    # the lease of two of them expires and another instance takes them over
+    later = utcnow() + dt.timedelta(seconds=6)
+    with store.engine.begin() as c:
+        c.execute(update(Exchange).where(Exchange.id.in_(ids[2:])).values(
+            lease_expires_at=utcnow() + dt.timedelta(seconds=600)))
+    stolen = {c.id for c in store.claim("r", limit=10, lease_seconds=60, owner="b",
+                                        now=later)}
+    assert stolen == set(ids[:2])
+    now = utcnow()
+    with caplog.at_level("WARNING", logger="adapter.store"):
+        lost = store.record_outcomes(
+            [AttemptOutcome(ids[0], now, 1, "delivered", platform_message_id="M0",
+                            receipt_status="accepted"),
+             AttemptOutcome(ids[1], now, 1, "transient", error="down"),
+             AttemptOutcome(ids[2], now, 1, "delivered", platform_message_id="M2",
+                            receipt_status="accepted"),
+             AttemptOutcome(ids[3], now, 1, "transient", error="down"),
+             AttemptOutcome(ids[4], now, 1, "rejected", error="no", permanent=True),
+             AttemptOutcome(ids[5], now, 1, "sent", platform_message_id="M5",
+                            receipt_status="queued")],
+            first, POLICY, owner="a")
+    assert lost == set(ids[:2])
+    for i in ids[:2]:
+        assert f"exchange {i} " in caplog.text and "lease lost" in caplog.text
+        e = store.get(str(i))
+        assert (e.state, e.lease_owner) == (State.SENDING, "b")  # b's lease untouched
+    assert [state_of(store, i) for i in ids[2:]] == [State.DELIVERED, State.RETRY_WAIT,
+                                                     State.FAILED, State.SENT]
+    assert store.get(str(ids[2])).platform_message_id == "M2"
+    assert len(store.attempts_of(ids[0])) == 1  # the attempt happened: it is recorded
