@@ -8,28 +8,31 @@ from pathlib import Path
 from typing import Any
 
 from adapter.cli.common import print_field, print_json, print_table, settings_of
+from adapter.i18n import _
 
 
 def register(sub) -> None:
-    p = sub.add_parser("init", help="create the state database (and with --demo, the demo)")
+    p = sub.add_parser("init", help=_("create the state database (and with --demo, the "
+                                      "demo)"))
     p.add_argument("--demo", action="store_true",
-                   help="also the dev PKI and a demo enforcement database")
-    p.add_argument("--cases", type=int, default=1000, help="demo cases (default 1000)")
+                   help=_("also the dev PKI and a demo enforcement database"))
+    p.add_argument("--cases", type=int, default=1000, help=_("demo cases (default 1000)"))
     p.set_defaults(handler=cmd_init)
 
-    p = sub.add_parser("run", help="the service: every configured route on its schedule")
+    p = sub.add_parser("run", help=_("the service: every configured route on its schedule"))
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--once", action="store_true", help="run each job once, then exit")
+    g.add_argument("--once", action="store_true", help=_("run each job once, then exit"))
     g.add_argument("--until-idle", action="store_true",
-                   help="run until nothing is pending or waiting to retry")
+                   help=_("run until nothing is pending or waiting to retry"))
     p.add_argument("--no-simulator", action="store_true",
-                   help="do not start the embedded simulator even if configured")
+                   help=_("do not start the embedded simulator even if configured"))
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("sim", help="the local simulator of the ministry platform")
+    p = sub.add_parser("sim", help=_("the local simulator of the ministry platform"))
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--db", help="simulator store (default from [simulator] db)")
+    p.add_argument("--db", help=_("simulator store (default from {key})").format(
+        key="[simulator] db"))
     p.add_argument("--error-rate", type=float, default=0.0)
     p.add_argument("--lost-response-rate", type=float, default=0.0)
     p.add_argument("--reject-rate", type=float, default=0.0)
@@ -37,8 +40,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int)
     p.set_defaults(handler=cmd_sim)
 
-    p = sub.add_parser("status", help="counts per state, oldest pending, platform health")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("status", help=_("counts per state, oldest pending, platform health"))
+    p.add_argument("--json", action="store_true", help=_("machine-readable output"))
     p.set_defaults(handler=cmd_status)
 
 
@@ -51,14 +54,17 @@ def cmd_init(args) -> int:
     if args.demo:
         certs_dir = s.path(s.signing.cert).parent
         written = create_dev_pki(certs_dir)
-        print(f"dev PKI in {certs_dir}: {'created' if written else 'already present'}")
+        print(_("dev PKI in {dir}: created").format(dir=certs_dir) if written
+              else _("dev PKI in {dir}: already present").format(dir=certs_dir))
         t0 = time.perf_counter()
         totals = generate(make_engine(s.url(s.source.url)), cases=args.cases)
         if totals["cases"]:
-            print(f"demo enforcement database: {totals['cases']} cases, {totals['receipts']} "
-                  f"receipts, {totals['judgments']} judgments ({time.perf_counter() - t0:.1f}s)")
+            print(_("demo enforcement database: {cases} cases, {receipts} receipts, "
+                    "{judgments} judgments ({seconds}s)").format(
+                cases=totals["cases"], receipts=totals["receipts"],
+                judgments=totals["judgments"], seconds=f"{time.perf_counter() - t0:.1f}"))
         else:
-            print("demo enforcement database: already filled")
+            print(_("demo enforcement database: already filled"))
     from adapter.cli.db import upgrade_state_db
 
     upgrade_state_db(s)
@@ -92,16 +98,17 @@ def cmd_run(args) -> int:
             logging.getLogger("adapter.cli").info("embedded simulator started (pid %d)",
                                                   sim.pid)
         if endpoint is not None:
-            print(f"metrics: {endpoint.url}/metrics (health: {endpoint.url}/healthz, "
-                  f"{endpoint.url}/readyz)", flush=True)
+            print(_("metrics: {url}/metrics (health: {url}/healthz, {url}/readyz)").format(
+                url=endpoint.url), flush=True)
         result = run_service(s, once=args.once, until_idle=args.until_idle,
                              notifier=notifier, endpoint=endpoint)
-        for name, totals in result.summary.items():
+        for name, totals in result.summary.items():  # the README's lines: names, not prose
             print(f"route {name}: " + ", ".join(f"{k} {v}" for k, v in totals.items()),
                   flush=True)
         if sim is not None:
             print(_simulator_summary(s), flush=True)
-        print(f"finished in {result.elapsed:.1f}s, exit code {result.code}", flush=True)
+        print(_("finished in {seconds}s, exit code {code}").format(
+            seconds=f"{result.elapsed:.1f}", code=result.code), flush=True)
         return result.code
     finally:
         if endpoint is not None:
@@ -129,7 +136,8 @@ def _start_simulator(s):
                            log=s.path(s.adapter.data_dir) / "simulator.log")
     except RuntimeError as exc:  # it exited or never answered: one line, exit 2
         from adapter.errors import AdapterError
-        raise AdapterError(f"the embedded simulator did not start: {exc}") from None
+        raise AdapterError(_("the embedded simulator did not start: {error}").format(
+            error=exc)) from None
     finally:
         os.environ.pop(PARENT_ENV, None)
 
@@ -141,11 +149,12 @@ def _simulator_summary(settings) -> str:
     try:
         rep = requests.get(f"http://{cfg.host}:{cfg.port}/report", timeout=10).json()
     except (requests.RequestException, ValueError) as exc:
-        return f"simulator: report unavailable ({exc})"
+        return _("simulator: report unavailable ({error})").format(error=exc)
     dupes = sum(1 for n in rep["packets"].values() if n > 1)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
-    return (f"simulator holds {rep['accepted']} packets ({kinds}); {rep['submissions']} "
-            f"submissions, {dupes} packets submitted more than once (deduplicated)")
+    return _("simulator holds {accepted} packets ({kinds}); {submissions} submissions, "
+             "{dupes} packets submitted more than once (deduplicated)").format(
+        accepted=rep["accepted"], kinds=kinds, submissions=rep["submissions"], dupes=dupes)
 
 
 def cmd_sim(args) -> int:
@@ -210,38 +219,32 @@ def cmd_status(args) -> int:
         print_json(data)
         return 0
     states = ["pending", "sending", "sent", "delivered", "retry_wait", "failed", "cancelled"]
-    kinds = sorted({k for k, _ in counts})
-    print_table(["kind", *[x.replace("retry_wait", "retry") for x in states]],
+    kinds = sorted({kind for kind, _state in counts})
+    # the state columns are state names (as in --state and --json): never translated
+    print_table([_("kind"), *[x.replace("retry_wait", "retry") for x in states]],
                 [[k, *[counts.get((k, st), 0) for st in states]] for k in kinds])
     print()
     age = data["oldest_pending_seconds"]
-    print_field("oldest pending", "none" if age is None else f"{age:.0f}s")
+    print_field(_("oldest pending"), _("none") if age is None else f"{age:.0f}s")
     for r in s.routes:
         t = last.get(r.name)
-        when = t.isoformat(timespec="seconds") + "Z" if t else "never"
-        print_field("last delivery", f"{r.name}: {when}")
+        when = t.isoformat(timespec="seconds") + "Z" if t else _("never")
+        print_field(_("last delivery"), f"{r.name}: {when}")
     pf = data["platform"]
-    print_field("platform", f"reachable ({pf['ms']} ms)" if pf["reachable"]
-                else f"UNREACHABLE: {pf['error']}")
+    print_field(_("platform"), _("reachable ({ms} ms)").format(ms=pf["ms"]) if pf["reachable"]
+                else _("UNREACHABLE: {error}").format(error=pf["error"]))
     ev = data["evidence"]
     if ev:
-        gap = f"; {ev['unstamped']} checkpoints wait for a timestamp" if ev["unstamped"] else ""
-        print_field("evidence", f"{ev['entries']} entries, last checkpoint at entry "
-                    f"{ev['last_checkpoint']} ({ev['last_checkpoint_at'] or 'none yet'}){gap}")
-    for b in data["circuit_breakers"]:
-        extra = f", open for {b['open_seconds']}s" if b["state"] != "closed" else ""
-        print_field("circuit", f"{b['endpoint']} on {b['instance']}: {b['state']} "
-                    f"({b['failed_rounds']} failed rounds{extra}, at {b['at']})")
-    print_field("signing", "ok" if signing["ok"] else f"STOPPED: {signing['reason']}")
+        print_field(_("evidence"), _evidence_line(ev))
+    for b in data["circuit_breakers"]:  # b["state"] is a name (closed, open, half-open)
+        print_field(_("circuit"), _breaker_line(b))
+    print_field(_("signing"), _("ok") if signing["ok"]
+                else _("STOPPED: {reason}").format(reason=signing["reason"]))
     for st in sources:
-        state = {True: "reachable", False: "UNREACHABLE", None: "not asked yet"}[st.reachable]
-        extra = f", next update {st.next_update:%Y-%m-%dT%H:%M:%SZ}" if st.next_update else ""
-        error = f": {st.error}" if st.error else ""
-        print_field("revocation", f"{st.kind} {st.source} ({st.anchor}): {state}{extra}"
-                    f"{error}")
-    for e in expiring:
+        print_field(_("revocation"), _revocation_line(st))
+    for e in expiring:  # the role and the level are --json's words, as in the logs
         level = "" if e.level == "ok" else f" [{e.level.upper()}]"
-        print_field("certificate", e.line.removeprefix("certificate ") + level)
+        print_field(_("certificate"), _expiry_line(e) + level)
     return 0
 
 
@@ -274,3 +277,51 @@ def _evidence_summary(store) -> dict | None:
     cps = checkpoint.summary(store.engine)
     return dict(entries=head, last_checkpoint=cps.last_seq, last_checkpoint_at=cps.last_at,
                 unstamped=cps.unstamped)
+
+
+def _evidence_line(ev: dict) -> str:
+    at = ev["last_checkpoint_at"] or _("none yet")
+    if ev["unstamped"]:
+        return _("{entries} entries, last checkpoint at entry {seq} ({at}); {count} "
+                 "checkpoints wait for a timestamp").format(
+            entries=ev["entries"], seq=ev["last_checkpoint"], at=at, count=ev["unstamped"])
+    return _("{entries} entries, last checkpoint at entry {seq} ({at})").format(
+        entries=ev["entries"], seq=ev["last_checkpoint"], at=at)
+
+
+def _breaker_line(b: dict) -> str:
+    if b["state"] == "closed":
+        return _("{endpoint} on {instance}: {state} ({rounds} failed rounds, at {at})").format(
+            endpoint=b["endpoint"], instance=b["instance"], state=b["state"],
+            rounds=b["failed_rounds"], at=b["at"])
+    return _("{endpoint} on {instance}: {state} ({rounds} failed rounds, open for {seconds}s, "
+             "at {at})").format(endpoint=b["endpoint"], instance=b["instance"],
+                                state=b["state"], rounds=b["failed_rounds"],
+                                seconds=b["open_seconds"], at=b["at"])
+
+
+def _revocation_line(st) -> str:
+    """One revocation source: its kind (CRL, OCSP) and address as configured."""
+    state = {True: _("reachable"), False: _("UNREACHABLE"),
+             None: _("not asked yet")}[st.reachable]
+    if st.next_update:
+        line = _("{kind} {source} ({anchor}): {state}, next update {at}").format(
+            kind=st.kind, source=st.source, anchor=st.anchor, state=state,
+            at=f"{st.next_update:%Y-%m-%dT%H:%M:%SZ}")
+    else:
+        line = _("{kind} {source} ({anchor}): {state}").format(
+            kind=st.kind, source=st.source, anchor=st.anchor, state=state)
+    return line + (f": {st.error}" if st.error else "")
+
+
+def _expiry_line(e) -> str:
+    """A certificate's days to expiry (its role is the configuration's word, kept)."""
+    if e.level == "unreadable":
+        return _("{path} ({role}) is unreadable: {error}").format(
+            path=e.path, role=e.role, error=e.error)
+    when = e.not_after.strftime("%Y-%m-%d") if e.not_after else "?"
+    if e.level == "expired":
+        return _("{subject} ({role}) EXPIRED on {date}").format(
+            subject=repr(e.subject), role=e.role, date=when)
+    return _("{subject} ({role}) expires in {days} days, on {date}").format(
+        subject=repr(e.subject), role=e.role, days=f"{e.days:.0f}", date=when)
