@@ -371,7 +371,7 @@ class Service:
                     for p in self.progress.values()):
                 return False
         try:
-            return self.ctx.store.outstanding() == 0
+            return not self.ctx.store.has_outstanding()
         except SQLAlchemyError as exc:  # the state database is away: wait for it
             log.warning("state database unavailable (%s); waiting", exc.__class__.__name__)
             return False
