@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, MetaData, Table, and_, or_, select
 
 from adapter.kinds import KINDS, KindRegistry, KindSpec
-from adapter.sources.models import SourceBase
+from adapter.sources.models import source_table
 
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -62,13 +62,7 @@ class ChangeReader:
         self.table = self._table(self.spec.table)
 
     def _table(self, name: str) -> Table:
-        """The demo schema's table, or the enforcement database's own (reflected once)."""
-        known = SourceBase.metadata.tables.get(name)
-        if known is not None:
-            return known
-        if name not in self._metadata.tables:
-            Table(name, self._metadata, autoload_with=self.engine)
-        return self._metadata.tables[name]
+        return source_table(self.engine, self._metadata, name)
 
     def batches(self, after: SourceCursor) -> Iterator[list[SourceRecord]]:
         """Successive batches after `after`, until no row is left."""

@@ -15,11 +15,14 @@ from sqlalchemy import (
     BigInteger,
     Date,
     DateTime,
+    Engine,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
+    MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -210,3 +213,14 @@ class DebtorEntryRow(_Changed, SourceBase):
     verification_note: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (UniqueConstraint("entry_code", "version", name="uq_debtor_entry_version"),
                       Index("ix_debtor_entries_changed", "updated_at", "id"))
+
+
+def source_table(engine: Engine, reflected: MetaData, name: str) -> Table:
+    """The demo schema's table, or the enforcement database's own, reflected once into
+    `reflected` (the ministry's tables need no model class here)."""
+    known = SourceBase.metadata.tables.get(name)
+    if known is not None:
+        return known
+    if name not in reflected.tables:
+        Table(name, reflected, autoload_with=engine)
+    return reflected.tables[name]

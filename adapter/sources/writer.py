@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from adapter.errors import AdapterError
 from adapter.kinds import KindSpec
-from adapter.sources.models import ReceivedDocumentRow, SourceBase
+from adapter.sources.models import ReceivedDocumentRow, source_table
 
 #: columns the importer writes itself, never from a packet
 _OWN_COLUMNS = frozenset({"id", "version", "updated_at"})
@@ -63,12 +63,7 @@ class SourceTables:
             self._checked = True
 
     def __getitem__(self, name: str) -> Table:
-        known = SourceBase.metadata.tables.get(name)
-        if known is not None:
-            return known
-        if name not in self._metadata.tables:
-            Table(name, self._metadata, autoload_with=self.engine)
-        return self._metadata.tables[name]
+        return source_table(self.engine, self._metadata, name)
 
 
 @dataclass(frozen=True)
