@@ -65,7 +65,9 @@ def cmd_verify(args) -> int:
     files = dict.fromkeys([*s.signing.trust_anchors,
                            *(a for peer in s.peers for a in peer.trust_anchors)])
     anchors = [c for p in files for c in load_certificates(s.path(p))]
-    signers = [c for p in [s.signing.cert, *args.signer_cert]
+    # our certificates, the next one of a rotation included; each checkpoint must be signed
+    # by one of them that was valid (and fit to sign checkpoints) at the checkpoint's time
+    signers = [c for p in [*s.signing.certificate_files(), *args.signer_cert]
                for c in load_certificates(s.path(p))]
     try:
         want = parse_expected(args.expect_checkpoint) if args.expect_checkpoint else None
