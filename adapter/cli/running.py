@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -163,7 +164,10 @@ def cmd_sim(args) -> int:
     from adapter.sim.app import Faults
     from adapter.sim.server import serve
 
-    die_with_parent_from_environ()  # the embedded simulator ends with the service
+    # the embedded simulator ends with the service at once: SIGKILL, since a graceful
+    # stop waits for cheroot's worker threads (seconds under load), and every packet it
+    # accepted is already committed to its SQLite store
+    die_with_parent_from_environ(signal.SIGKILL)
     s = settings_of(args)
     faults = Faults(error_rate=args.error_rate, lost_response_rate=args.lost_response_rate,
                     reject_rate=args.reject_rate, latency_ms=args.latency_ms, seed=args.seed)
