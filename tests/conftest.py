@@ -135,6 +135,53 @@ secret_file = "{pki}/axis.secret"
 {clients}"""
 
 
+def axis_systems_toml(pki: Path, orgs) -> str:
+    """The simulated axis knows each organisation in `orgs` as system `s<org>`."""
+    return "".join(f"""
+[[simulator.axis_clients]]
+system_id = "s{org}"
+organisation_id = "{org}"
+secret_file = "{pki}/axis.secret"
+""" for org in orgs)
+
+
+def peers_toml(pki: Path, orgs, *, address: bool = False) -> str:
+    """One configured peer per organisation, trusted under the dev CA."""
+    return "".join(f"""
+[[peers]]
+name = "agency {org}"
+organisation_ids = ["{org}"]
+trust_anchors = ["{pki}/ca.crt"]
+""" + (f'address = "Địa chỉ {org}"\n' if address else "") for org in orgs)
+
+
+def provincial_office(tmp_path: Path, pki: Path, port: int):
+    """Settings of the HCM office that receives documents from the ministry (BTP) over the
+    simulated axis on `port`, its demo enforcement schema created as `init --demo` does."""
+    from adapter.config import load_settings
+    from adapter.dbutil import make_engine
+    from adapter.sources.models import SourceBase
+
+    cfg = write_config(tmp_path, pki, sim_port=port, extra=axis_toml(pki, port, "hcm") + f"""
+[[peers]]
+name = "Cục Quản lý THADS"
+organisation_ids = ["{AXIS_BTP}"]
+trust_anchors = ["{pki}/ca.crt"]
+""", routes="""
+[[routes]]
+name = "axis-in"
+kind = "edoc"
+direction = "in"
+channel = "axis"
+""")
+    cfg.write_text(cfg.read_text().replace(f'organisation_id = "{AXIS_BTP}"',
+                                           f'organisation_id = "{AXIS_HCM}"', 1),
+                   encoding="utf-8")
+    hcm = load_settings(cfg)
+    SourceBase.metadata.create_all(make_engine(hcm.url(hcm.source.url)))
+    return hcm
+
+
 @pytest.fixture
 def config_file(tmp_path, pki) -> Path:
     return write_config(tmp_path, pki, sim_port=free_port())

@@ -8,7 +8,15 @@ from adapter.config import AxisSection, load_settings
 from adapter.errors import RejectedByPeer, TransportError
 from adapter.sim.server import build_app
 from adapter.transports.axis import AxisTransport
-from tests.conftest import AXIS_BTP, AXIS_HCM, axis_toml, free_port, serve_wsgi, write_config
+from tests.conftest import (
+    AXIS_BTP,
+    AXIS_HCM,
+    axis_toml,
+    free_port,
+    provincial_office,
+    serve_wsgi,
+    write_config,
+)
 
 BTP, HCM = AXIS_BTP, AXIS_HCM
 
@@ -130,7 +138,7 @@ def test_a_zipped_attachment_arrives_unpacked_and_the_evidence_keeps_the_packet_
     from adapter.edxml import build_document, sign_edxml
     from adapter.edxml.model import Attachment, Business, EdocDocument, Organization
     from adapter.service.runner import Service
-    from adapter.sources.models import ReceivedDocumentRow, SourceBase
+    from adapter.sources.models import ReceivedDocumentRow
     from adapter.store.evidence import EvidenceEntry
     from adapter.store.models import Packet
     from adapter.xml.safe import serialize
@@ -154,22 +162,7 @@ def test_a_zipped_attachment_arrives_unpacked_and_the_evidence_keeps_the_packet_
     assert b"<ContentType>application/zip</ContentType>" in packet
 
     port = free_port()
-    cfg = write_config(tmp_path, pki, sim_port=port, extra=axis_toml(pki, port, "hcm") + f"""
-[[peers]]
-name = "Cục Quản lý THADS"
-organisation_ids = ["{BTP}"]
-trust_anchors = ["{pki}/ca.crt"]
-""", routes="""
-[[routes]]
-name = "axis-in"
-kind = "edoc"
-direction = "in"
-channel = "axis"
-""")
-    cfg.write_text(cfg.read_text().replace(f'organisation_id = "{BTP}"',
-                                           f'organisation_id = "{HCM}"', 1), encoding="utf-8")
-    hcm = load_settings(cfg)
-    SourceBase.metadata.create_all(make_engine(hcm.url(hcm.source.url)))  # `init --demo`
+    hcm = provincial_office(tmp_path, pki, port)
     served = serve_wsgi(build_app(hcm), settings=hcm, port=port)
     try:
         client(hcm, "btp", BTP).send(packet, "edoc")

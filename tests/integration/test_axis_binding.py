@@ -31,7 +31,14 @@ from adapter.sources.synth import _pdf, generate
 from adapter.store.models import Exchange, StatusReport
 from adapter.transports.axis import AxisTransport
 from adapter.xml.safe import serialize
-from tests.conftest import AXIS_BTP, free_port, serve_wsgi, write_config
+from tests.conftest import (
+    AXIS_BTP,
+    axis_systems_toml,
+    free_port,
+    peers_toml,
+    serve_wsgi,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 ME = AXIS_BTP
@@ -47,18 +54,8 @@ PINNED = "000.00.07.H07"
 
 def _config(tmp_path, pki, extra=""):
     port = free_port()
-    clients = "".join(f"""
-[[simulator.axis_clients]]
-system_id = "s{org}"
-organisation_id = "{org}"
-secret_file = "{pki}/axis.secret"
-""" for org in (ME, R1, R2, P, X, PINNED))
-    peers = "".join(f"""
-[[peers]]
-name = "agency {org}"
-organisation_ids = ["{org}"]
-trust_anchors = ["{pki}/ca.crt"]
-""" for org in (R1, R2, P)) + f"""
+    clients = axis_systems_toml(pki, (ME, R1, R2, P, X, PINNED))
+    peers = peers_toml(pki, (R1, R2, P)) + f"""
 [[peers]]
 name = "pinned {PINNED}"
 organisation_ids = ["{PINNED}"]

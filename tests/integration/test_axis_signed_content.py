@@ -4,7 +4,6 @@ receives in `received_documents`."""
 
 from sqlalchemy import select
 
-from adapter.config import load_settings
 from adapter.crypto.keys import load_identity
 from adapter.dbutil import make_engine
 from adapter.edxml import build_document, sign_edxml
@@ -14,7 +13,13 @@ from adapter.sim.server import build_app
 from adapter.sources.models import ReceivedDocumentRow
 from adapter.transports.axis import AxisTransport
 from adapter.xml.safe import serialize
-from tests.conftest import AXIS_BTP, AXIS_HCM, axis_toml, free_port, serve_wsgi, write_config
+from tests.conftest import (
+    AXIS_BTP,
+    AXIS_HCM,
+    free_port,
+    provincial_office,
+    serve_wsgi,
+)
 
 BTP, HCM = AXIS_BTP, AXIS_HCM
 SUBJECT = "Quyết định thi hành án số 125 bị hủy bỏ"
@@ -38,27 +43,11 @@ def _commented_packet(pki) -> bytes:
 def test_the_office_receives_the_signed_subject(tmp_path, pki):
     packet = _commented_packet(pki)
     port = free_port()
-    cfg = write_config(tmp_path, pki, sim_port=port, extra=axis_toml(pki, port, "hcm") + f"""
-[[peers]]
-name = "Cục Quản lý THADS"
-organisation_ids = ["{BTP}"]
-trust_anchors = ["{pki}/ca.crt"]
-""", routes="""
-[[routes]]
-name = "axis-in"
-kind = "edoc"
-direction = "in"
-channel = "axis"
-""")
-    cfg.write_text(cfg.read_text().replace(f'organisation_id = "{BTP}"',
-                                           f'organisation_id = "{HCM}"', 1), encoding="utf-8")
-    hcm = load_settings(cfg)
+    hcm = provincial_office(tmp_path, pki, port)
     served = serve_wsgi(build_app(hcm), settings=hcm, port=port)
     try:
         axis = hcm.axis.model_copy(update={"system_id": "btp"})
         AxisTransport(axis, hcm.path, organisation_id=BTP).send(packet, "edoc")
-        from adapter.sources.models import SourceBase
-        SourceBase.metadata.create_all(make_engine(hcm.url(hcm.source.url)))  # `init --demo`
         service = Service(hcm)
         service.ctx.store.create_schema()
         try:

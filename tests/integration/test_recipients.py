@@ -20,7 +20,14 @@ from adapter.sources.synth import generate
 from adapter.store.models import Exchange
 from adapter.transports.axis import AxisTransport
 from adapter.xml.safe import serialize
-from tests.conftest import AXIS_BTP, free_port, serve_wsgi, write_config
+from tests.conftest import (
+    AXIS_BTP,
+    axis_systems_toml,
+    free_port,
+    peers_toml,
+    serve_wsgi,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 #: five agencies, the sixth refuses the document
@@ -31,19 +38,8 @@ RECIPIENTS = [*AGREE, REFUSE]
 
 def _config(tmp_path, pki, db_url):
     port = free_port()
-    clients = "".join(f"""
-[[simulator.axis_clients]]
-system_id = "s{org}"
-organisation_id = "{org}"
-secret_file = "{pki}/axis.secret"
-""" for org in [AXIS_BTP, *RECIPIENTS])
-    peers = "".join(f"""
-[[peers]]
-name = "agency {org}"
-organisation_ids = ["{org}"]
-trust_anchors = ["{pki}/ca.crt"]
-address = "Địa chỉ {org}"
-""" for org in RECIPIENTS)
+    clients = axis_systems_toml(pki, [AXIS_BTP, *RECIPIENTS])
+    peers = peers_toml(pki, RECIPIENTS, address=True)
     recipients = ", ".join(f'"{o}"' for o in RECIPIENTS)
     return load_settings(write_config(tmp_path, pki, sim_port=port, state_db=db_url, routes=f"""
 [[routes]]
