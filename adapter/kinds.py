@@ -51,6 +51,9 @@ class Lookup:
     column: str
     #: the record's column that references `table.id`.
     via: str
+    #: an enforcement database without the column gives None (a route that addresses by
+    #: the field then rejects the record, naming it) instead of failing every read.
+    optional: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,8 +167,11 @@ KINDS = KindRegistry([
     # packets answering ours) arrive over the same axis.
     KindSpec("edoc", table="decisions", key="decision_code", outbound="axis", inbound="axis",
              builder="edxml-document", addressing="recipients",
-             # the court that judged: a recipient of the decision (docs/debtor-register.md)
-             lookups=(Lookup("court_org_id", "cases", "court_org_id", via="case_id"),)),
+             # the court that judged and the procuracy supervising the case: recipients a
+             # route may address by (`recipient_fields`, docs/debtor-register.md)
+             lookups=(Lookup("court_org_id", "cases", "court_org_id", via="case_id"),
+                      Lookup("procuracy_org_id", "cases", "procuracy_org_id",
+                             via="case_id", optional=True))),
     # one status packet per received document and progress code (04, 05, 06).
     KindSpec("status", table="received_documents", key="document_id", outbound="axis",
              builder="edxml-status", addressing="record", version_column="progress"),

@@ -153,9 +153,17 @@ def _simulator_summary(settings) -> str:
         return _("simulator: report unavailable ({error})").format(error=exc)
     dupes = sum(1 for n in rep["packets"].values() if n > 1)
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(rep["by_kind"].items()))
-    return _("simulator holds {accepted} packets ({kinds}); {submissions} submissions, "
+    line = _("simulator holds {accepted} packets ({kinds}); {submissions} submissions, "
              "{dupes} packets submitted more than once (deduplicated)").format(
         accepted=rep["accepted"], kinds=kinds, submissions=rep["submissions"], dupes=dupes)
+    axis = rep.get("axis")
+    if axis and axis["documents"]:
+        got = axis["deliveries"]
+        line += "\n" + _("simulated axis carried {documents} documents to {recipients} "
+                         "recipients ({taken} taken), and {statuses} status packets back").format(
+            documents=axis["documents"], recipients=sum(got.values()),
+            taken=got.get("done", 0), statuses=axis["statuses"])
+    return line
 
 
 def cmd_sim(args) -> int:

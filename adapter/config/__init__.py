@@ -393,6 +393,11 @@ class SimulatorSection(_Section):
     demo_judgments: int = Field(default=0, ge=0, le=100_000)
     #: systems the simulated axis knows: id, organisation, shared secret.
     axis_clients: list[AxisClient] = []
+    #: recipients the simulated axis answers for (01, then 03 or 02), as the courts and
+    #: procuracies of the demo would: their status packets are signed with `agency_key`.
+    axis_agencies: list[OrgId] = []
+    agency_key: str = "certs/dev/court.key"
+    agency_cert: str = "certs/dev/court.crt"
     #: refuse axis requests whose timestamp is further than this from the clock; unset
     #: (the default) accepts the official SDK, which reuses one timestamp per client.
     axis_max_skew_seconds: float | None = Field(default=None, gt=0)

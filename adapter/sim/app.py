@@ -112,8 +112,10 @@ class SimulatorApp:
         if path == "/health":
             return self._json(start_response, {"status": "ok"})
         if path == "/report":
-            return self._json(start_response, dict(self.store.report(), requests=self.requests,
-                                                   debtor_register=self.debtors.summary()))
+            return self._json(start_response, dict(
+                self.store.report(), requests=self.requests,
+                debtor_register=self.debtors.summary(),
+                axis=self.axis.report() if self.axis is not None else None))
         if path == "/control":
             if method == "POST":
                 try:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from adapter.edxml.model import EDXML_NS
 from adapter.errors import UnsafeXmlError
+from adapter.sim.agencies import AgencyDesk
 from adapter.sim.axis_wire import (
     VN_TZ,
     Signed,
@@ -69,11 +70,14 @@ def _bad(desc: str) -> WireRefusal:
 
 class AxisDesk:
     def __init__(self, db: Path, clients: dict[str, tuple[str, bytes]],
-                 replay_window: float | None = None) -> None:
+                 replay_window: float | None = None,
+                 agencies: AgencyDesk | None = None) -> None:
         """`clients`: system id -> (organisation id, shared secret). `replay_window`:
         refuse timestamps further than this from the clock; None (the default) accepts
-        the SDK's habit of reusing one timestamp for the life of a client."""
+        the SDK's habit of reusing one timestamp for the life of a client. `agencies`:
+        recipients the simulator answers for (agencies.py)."""
         self.db, self.clients, self.replay_window = db, clients, replay_window
+        self.agencies = agencies
         self._local = threading.local()
         self._conn().executescript(_SCHEMA)
 
@@ -109,6 +113,17 @@ class AxisDesk:
                                                "ErrorDesc": exc.desc}, exc.http)
         return self._json(start_response, {"status": "OK", "ErrorCode": "0", "ErrorDesc": "",
                                            **answer})
+
+    def report(self) -> dict:
+        """What the axis carried: documents and status packets, deliveries by state."""
+        c = self._conn()
+        sent = dict(c.execute("SELECT message_type, count(*) FROM axis_edoc "
+                              "GROUP BY message_type").fetchall())
+        deliveries = dict(c.execute(
+            "SELECT x.status, count(*) FROM axis_edoc_delivery x JOIN axis_edoc d "
+            "ON d.doc_id = x.doc_id WHERE d.message_type='edoc' GROUP BY x.status").fetchall())
+        return {"documents": sent.get("edoc", 0), "statuses": sent.get("status", 0),
+                "deliveries": deliveries}
 
     def _secret_of(self, system_id: str) -> bytes | None:
         client = self.clients.get(system_id)
@@ -164,6 +179,9 @@ class AxisDesk:
         notation = "/".join(x.strip() for x in (mh.findtext(f"{E}Code/{E}CodeNumber") or "",
                                                  mh.findtext(f"{E}Code/{E}CodeNotation") or "")
                             if x.strip())
+        # the played agencies answer before the transaction: signing holds no lock
+        answers = self.agencies.answers(root, to) \
+            if self.agencies is not None and mtype == "edoc" else []
         c = self._conn()
         c.execute("BEGIN IMMEDIATE")
         try:
@@ -176,11 +194,28 @@ class AxisDesk:
                            notation[:200], now))
                 c.executemany("INSERT OR IGNORE INTO axis_edoc_delivery (doc_id, to_org, updated)"
                               " VALUES (?,?,?)", [(doc_id, t, now) for t in to])
+                self._deliver_answers(c, doc_id, org, answers, now)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
         return {"DocId": doc_id}
+
+    @staticmethod
+    def _deliver_answers(c: sqlite3.Connection, doc_id: str, sender: str, answers: list,
+                         now: str) -> None:
+        """A played agency took the document (`done`) and its status packets now wait for
+        the sender, as if the agency's own system had sent them."""
+        for a in answers:
+            c.execute("UPDATE axis_edoc_delivery SET status='done', updated=? "
+                      "WHERE doc_id=? AND to_org=?", (now, doc_id, a.agency))
+            digest = hashlib.sha256(a.data).hexdigest()
+            answer_id = doc_id_for(f"sim:{a.agency}", digest)
+            c.execute("INSERT OR IGNORE INTO axis_edoc VALUES (?,?,?,?,?,?,?,?,?,1)",
+                      (answer_id, f"sim:{a.agency}", a.agency, "status", digest, a.data,
+                       f"Trạng thái {a.code}", "", now))
+            c.execute("INSERT OR IGNORE INTO axis_edoc_delivery (doc_id, to_org, updated) "
+                      "VALUES (?,?,?)", (answer_id, sender, now))
 
     @staticmethod
     def _upload(body: bytes, hash_file: str) -> bytes:

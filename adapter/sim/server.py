@@ -19,6 +19,7 @@ from adapter.config import Settings
 from adapter.crypto.keys import load_certificates, load_identity
 from adapter.crypto.sign import PacketSigner
 from adapter.crypto.verify import PacketVerifier
+from adapter.sim.agencies import AgencyDesk
 from adapter.sim.app import Faults, SimulatorApp
 from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
@@ -43,7 +44,12 @@ def build_app(settings: Settings, faults: Faults | None = None,
     clients = {c.system_id: (c.organisation_id,
                              settings.path(c.secret_file).read_text().strip().encode())
                for c in cfg.axis_clients if settings.path(c.secret_file).exists()}
-    axis = AxisDesk(store.path, clients, cfg.axis_max_skew_seconds)
+    agencies = None
+    if cfg.axis_agencies:
+        agencies = AgencyDesk(load_identity(settings.path(cfg.agency_key),
+                                            settings.path(cfg.agency_cert)),
+                              cfg.axis_agencies, anchors)
+    axis = AxisDesk(store.path, clients, cfg.axis_max_skew_seconds, agencies)
     app = SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
                        axis)
     if settings.path(cfg.tsa_key).exists():

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, and_, or_, select
+from sqlalchemy import Connection, Engine, MetaData, Table, and_, inspect, or_, select
 
 from adapter.kinds import KINDS, KindRegistry, KindSpec
 from adapter.sources.models import source_table
@@ -60,6 +60,10 @@ class ChangeReader:
         self.spec: KindSpec = kinds[kind]
         self._metadata = MetaData()
         self.table = self._table(self.spec.table)
+        # optional lookups whose column the database lacks (asked of the database itself:
+        # the demo model would claim every column), read as None
+        self._absent = {lk.name for lk in self.spec.lookups if lk.optional and lk.column not in
+                        {c["name"] for c in inspect(engine).get_columns(lk.table)}}
 
     def _table(self, name: str) -> Table:
         return source_table(self.engine, self._metadata, name)
@@ -86,6 +90,10 @@ class ChangeReader:
                 self._attach(c, rows, child.name, self._table(child.table), child.foreign_key,
                              child.columns)
             for lookup in spec.lookups:
+                if lookup.name in self._absent:
+                    for r in rows:
+                        r[lookup.name] = None
+                    continue
                 self._look_up(c, rows, lookup.name, self._table(lookup.table), lookup.column,
                               lookup.via)
         return [SourceRecord(spec.name, str(r[spec.key]), int(r[spec.version_column]),

@@ -56,6 +56,9 @@ class CaseRow(_Changed, SourceBase):
     court_name: Mapped[str | None] = mapped_column(String(200))
     #: the QCVN 102 id of the court that judged: where enforcement decisions are sent
     court_org_id: Mapped[str | None] = mapped_column(String(20))
+    #: the QCVN 102 id of the procuracy (Viện kiểm sát) that supervises the case's
+    #: enforcement: decisions are shared with it as well
+    procuracy_org_id: Mapped[str | None] = mapped_column(String(20))
     officer: Mapped[str | None] = mapped_column(String(200))
     status: Mapped[str | None] = mapped_column(String(8))
     collected_amount: Mapped[int | None] = mapped_column(BigInteger)

@@ -132,7 +132,8 @@ class Generator:
             decision_date=accept + dt.timedelta(days=r.randint(0, 5)),
             judgment_no=f"{r.randint(1, 9999)}/{jdate.year}/{jkind}", judgment_date=jdate,
             court_code=prov[3], court_name=f"Tòa án nhân dân {prov[0]}",
-            court_org_id=court_org_id(prov), officer=officer,
+            court_org_id=court_org_id(prov), procuracy_org_id=procuracy_org_id(prov),
+            officer=officer,
             status=r.choice(STATUSES), collected_amount=r.randint(0, 500) * 100_000,
             updated_at=BASE_TIME + dt.timedelta(seconds=i), version=1)
         parties = []

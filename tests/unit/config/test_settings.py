@@ -12,7 +12,12 @@ def test_demo_configuration_loads_with_paths_resolved_against_project_root():
     s = load_settings(ROOT / "config" / "adapter.toml", environ={})
     assert s.adapter.organisation_id == "000.00.00.G15"
     assert [r.name for r in s.routes] == ["cases-to-lgsp", "receipts-to-lgsp",
-                                          "debtors-to-lgsp", "judgments-from-lgsp"]
+                                          "debtors-to-lgsp", "decisions-to-axis", "axis-in",
+                                          "judgments-from-lgsp"]
+    decisions = s.routes[3]
+    assert decisions.recipient_fields == ["court_org_id", "procuracy_org_id"]
+    # every agency the demo's decisions go to is a peer whose answers we accept
+    assert all(s.peer_of(o) is not None for o in s.simulator.axis_agencies)
     assert s.peer_of("000.00.00.T01").signature_policy == "reject"
     assert s.peer_of("000.00.00.G22") is None
     assert s.path(s.signing.cert) == ROOT / "certs" / "dev" / "adapter.crt"

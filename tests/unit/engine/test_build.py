@@ -84,3 +84,36 @@ extra_recipients = ["{procuracy}"]
     record.data["court_org_id"] = ""
     refused = PacketBuilder(s).build(record, "")
     assert refused.error and "court_org_id" in refused.error
+
+
+def test_an_enforcement_database_without_procuracy_ids_still_reads_and_names_the_field(
+        tmp_path, pki):
+    """The procuracy lookup is optional: a ministry database whose `cases` lacks the column
+    still reads its decisions (court-only routes work), and a route that addresses by the
+    field rejects each record naming it, instead of every read failing."""
+    from sqlalchemy import text
+
+    from adapter.dbutil import make_engine
+    from adapter.sources.changes import ChangeReader
+    from adapter.sources.synth import generate
+    from tests.conftest import free_port
+
+    cfg = write_config(tmp_path, pki, sim_port=free_port(), routes="""
+[[routes]]
+name = "decisions-out"
+kind = "edoc"
+channel = "axis"
+recipient_fields = ["court_org_id", "procuracy_org_id"]
+""")
+    s = load_settings(cfg, environ={})
+    engine = make_engine(s.url(s.source.url))
+    generate(engine, cases=10)
+    with engine.begin() as c:
+        c.execute(text("ALTER TABLE cases DROP COLUMN procuracy_org_id"))
+    (record, *_), = ChangeReader(engine, "edoc", 10, kinds=s.kinds).batches(
+        SourceCursor.decode(None))
+    assert record.data["court_org_id"].endswith(".T01")
+    assert record.data["procuracy_org_id"] is None
+    refused = PacketBuilder(s).build(record, "")
+    assert refused.error == (f"packet edoc {record.key}: "
+                             "field procuracy_org_id: no recipient organisation id")
