@@ -8,7 +8,10 @@ clock: moves with machine load and with the CPU's RSA speed) and, the stable one
 `outbound_cpu_ratio=` (raw RSA CPU per signature ÷ the adapter's CPU per delivered packet,
 main process + sign workers read from /proc; the simulator's CPU is not counted).
 
-    python bench/outbound.py [--cases 2000] [--sign-workers 1] [--concurrency 8]
+With `--softhsm`, one more batched run signs with the same key imported into a SoftHSM2
+token (PKCS#11, each sign worker with its own session) and prints `outbound_cpu_ratio_softhsm=`.
+
+    python bench/outbound.py [--cases 2000] [--sign-workers 1] [--concurrency 8] [--softhsm]
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def _workers_cpu(pids: list[int]) -> dict[int, float]:
     return out
 
 
-def run(args, *, batch: bool, evidence: bool = True) -> RunResult:
+def run(args, *, batch: bool, evidence: bool = True, softhsm: bool = False) -> RunResult:
     """One measured run in a fresh directory. CPU is read per process: this process (the
     adapter's main process: scheduler, claims, state, SOAP) from getrusage, each sign worker
     from /proc/<pid>/stat while it is still alive; the simulator's CPU is reported apart."""
@@ -79,7 +82,14 @@ def run(args, *, batch: bool, evidence: bool = True) -> RunResult:
                                  concurrency=args.concurrency, batch=args.batch,
                                  submit_batch=args.submit_batch if batch else 1,
                                  evidence=evidence)
+        if softhsm:  # the same key, held on a token: [signing] key names its PKCS#11 URI
+            from bench.signer_pkcs11 import softhsm_token
+            uri = softhsm_token(d, d / "pki" / "adapter.key")
+            text = cfg.read_text(encoding="utf-8")
+            cfg.write_text(text.replace(f'key = "{d / "pki" / "adapter.key"}"',
+                                        f'key = "{uri}"', 1), encoding="utf-8")
         s = load_settings(cfg)
+        assert s.signing.key.startswith("pkcs11:") == softhsm
         totals = generate(make_engine(s.url(s.source.url)), cases=args.cases)
         sim = start_child(s, config_file=str(cfg), log=d / "sim.log")
         try:
@@ -109,6 +119,7 @@ def run(args, *, batch: bool, evidence: bool = True) -> RunResult:
         n = max(delivered, 1)
         mode = f"batches of {args.submit_batch}" if batch else "one packet per call"
         mode += "" if evidence else ", evidence log off"
+        mode += ", key on SoftHSM2" if softhsm else ""
         print(f"[{mode}] delivered {delivered}/{expected} packets in {elapsed:.2f}s: "
               f"{pps:.1f} packets/s")
         print(f"[{mode}] cpu per packet: adapter {main_cpu / n * 1000:.3f} ms + sign workers "
@@ -130,6 +141,8 @@ def main() -> int:
     ap.add_argument("--submit-batch", type=int, default=50, help="packets per batch call")
     ap.add_argument("--skip-single", action="store_true",
                     help="do not measure the one-packet-per-call mode")
+    ap.add_argument("--softhsm", action="store_true",
+                    help="also a batched run with the key on a SoftHSM2 token (PKCS#11)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO if os.environ.get("BENCH_VERBOSE") else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
@@ -157,6 +170,11 @@ def main() -> int:
         print(f"outbound_cpu_ratio_single_call={raw_cpu / single.adapter_cpu:.3f}")
     print(f"outbound_ratio={res.pps / raw:.3f}")
     print(f"outbound_cpu_ratio={raw_cpu / res.adapter_cpu:.3f}")
+    if args.softhsm:
+        hsm = run(args, batch=True, softhsm=True)
+        if hsm.code:
+            return hsm.code
+        print(f"outbound_cpu_ratio_softhsm={raw_cpu / hsm.adapter_cpu:.3f}")
     return 0
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ MODULES = ("/usr/lib/softhsm/libsofthsm2.so",
 PIN = "4711-bench"
 
 
-def _token(tmp: Path, key_pem: Path) -> str:
+def softhsm_token(tmp: Path, key_pem: Path) -> str:
     """A SoftHSM2 token holding `key_pem`; returns the key's PKCS#11 URI."""
     module = next((m for m in MODULES if Path(m).is_file()), None)
     if module is None or not shutil.which("softhsm2-util"):
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         file_ident = load_identity(pki / "adapter.key", pki / "adapter.crt")
         token_dir = Path(tmp) / "softhsm"
         token_dir.mkdir()
-        uri = _token(token_dir, pki / "adapter.key")
+        uri = softhsm_token(token_dir, pki / "adapter.key")
         token_ident = load_token_identity(uri, pki / "adapter.crt")
 
         mappings, gen, now = MappingSet(), Generator(seed=7), dt.datetime.now(dt.UTC)
