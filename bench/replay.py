@@ -44,9 +44,27 @@ def _children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _watch(db: Path, t0: float, total: int) -> None:
+    """A thread printing the simulator's count of stored packets against time."""
+    import sqlite3
+    import threading
+
+    def run() -> None:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        seen = -1
+        while seen < total:
+            seen = c.execute("SELECT count(*) FROM received").fetchone()[0]
+            print(f"  t={time.perf_counter() - t0:5.2f}s  {seen} stored", flush=True)
+            time.sleep(0.5)
+
+    threading.Thread(target=run, daemon=True).start()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--exchanges", type=int, default=10_000)
+    ap.add_argument("--timeline", action="store_true",
+                    help="print how many packets the simulator holds, every half second")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -102,6 +120,8 @@ def main() -> int:
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
                 return 1
+            if args.timeline:
+                _watch(d / "var" / "simulator.db", t0, n)
             main_c0 = _self_cpu()
             code = drain()
             elapsed = time.perf_counter() - t0
@@ -110,7 +130,11 @@ def main() -> int:
             report = requests.get(base + "/report", timeout=60).json()
         finally:
             sim.terminate()
-            sim.wait(10)
+            try:
+                sim.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: never leave it running
+                sim.kill()
+                sim.wait()
         dupes = sum(1 for v in report["packets"].values() if v > 1)
         print(f"replay command: {t_cli:.1f}s; replay to last delivery: {elapsed:.1f}s for {n} "
               f"exchanges (exit {code})")
