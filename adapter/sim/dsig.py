@@ -49,6 +49,8 @@ SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 RSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
 ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 DS = f"{{{DSIG_NS}}}"
+#: elements carrying a given Id (compiled once; the reference must name exactly one)
+_WITH_ID = etree.XPath("count(//*[@Id=$id])")
 #: seconds a chain's verdict is kept (the leaf's own expiry is checked on every packet)
 CHAIN_CACHE_SECONDS = 300.0
 
@@ -102,7 +104,7 @@ class PlatformSignatureCheck:
         if not root_id or len(refs) != 1 or refs[0].get("URI") != f"#{root_id}":
             raise refuse("the signature must reference the packet root by its Id "
                          f"(expected URI=\"#{root_id}\")", where="Signature/SignedInfo/Reference")
-        if int(root.xpath("count(//*[@Id=$id])", id=root_id)) != 1:
+        if int(_WITH_ID(root, id=root_id)) != 1:
             raise refuse(f"Id {root_id!r} occurs more than once (ambiguous reference, a "
                          "wrapping attack)")
         ref = refs[0]
