@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,12 +25,46 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import write_bench_config  # noqa: E402
+from bench.common import (  # noqa: E402
+    cpu_seconds,
+    load_note,
+    sign_workers_of,
+    write_bench_config,
+)
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _children_cpu() -> float:
+    """Reaped children (the replay command; sign workers once the pool has ended)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _watch(db: Path, t0: float, total: int) -> None:
+    """A thread printing the simulator's count of stored packets against time."""
+    import sqlite3
+    import threading
+
+    def run() -> None:
+        c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        seen = -1
+        while seen < total:
+            seen = c.execute("SELECT count(*) FROM received").fetchone()[0]
+            print(f"  t={time.perf_counter() - t0:5.2f}s  {seen} stored", flush=True)
+            time.sleep(0.5)
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--exchanges", type=int, default=10_000)
+    ap.add_argument("--timeline", action="store_true",
+                    help="print how many packets the simulator holds, every half second")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
 
@@ -52,6 +88,8 @@ def main() -> int:
         try:
             requests.post(base + "/control", json={"reject_rate": 1.0}, timeout=10)
 
+            workers_cpu: dict[int, float] = {}
+
             def drain() -> int:
                 service = Service(s)
                 service.ctx.store.create_schema()
@@ -59,6 +97,11 @@ def main() -> int:
                 try:
                     return service.run(until_idle=True, poll=0.05)
                 finally:
+                    for pid in sign_workers_of(os.getpid()):
+                        try:
+                            workers_cpu[pid] = cpu_seconds(pid)
+                        except (FileNotFoundError, ProcessLookupError):
+                            continue
                     service.ctx.close()
 
             t0 = time.perf_counter()
@@ -66,23 +109,40 @@ def main() -> int:
             print(f"{n} exchanges prepared, sent and refused by the platform in "
                   f"{time.perf_counter() - t0:.1f}s")
             requests.post(base + "/control", json={"reject_rate": 0.0}, timeout=10)
+            workers_cpu.clear()
+            sim_c0, kids_c0 = cpu_seconds(sim.pid), _children_cpu()
             t0 = time.perf_counter()
             r = subprocess.run([sys.executable, "-m", "adapter", "--config", str(cfg), "replay",
                                 "--state", "failed", "--yes", "--reason", "benchmark"],
                                capture_output=True, text=True)
             t_cli = time.perf_counter() - t0
+            cli_cpu = _children_cpu() - kids_c0
             if r.returncode != 0:
                 print(r.stdout[-2000:], r.stderr[-2000:], file=sys.stderr)
                 return 1
+            if args.timeline:
+                _watch(d / "var" / "simulator.db", t0, n)
+            main_c0 = _self_cpu()
             code = drain()
             elapsed = time.perf_counter() - t0
+            main_cpu = _self_cpu() - main_c0
+            sim_cpu = cpu_seconds(sim.pid) - sim_c0
             report = requests.get(base + "/report", timeout=60).json()
         finally:
             sim.terminate()
-            sim.wait(10)
+            try:
+                sim.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: never leave it running
+                sim.kill()
+                sim.wait()
         dupes = sum(1 for v in report["packets"].values() if v > 1)
         print(f"replay command: {t_cli:.1f}s; replay to last delivery: {elapsed:.1f}s for {n} "
               f"exchanges (exit {code})")
+        print(f"CPU seconds during the replay: replay command {cli_cpu:.2f}, service main "
+              f"{main_cpu:.2f}, sign workers {sum(workers_cpu.values()):.2f}, simulator "
+              f"{sim_cpu:.2f} (per exchange: main {main_cpu / n * 1000:.2f} ms, simulator "
+              f"{sim_cpu / n * 1000:.2f} ms)")
+        print(load_note())
         print(f"simulator: {report['accepted']} accepted, {report['submissions']} submissions, "
               f"{dupes} packets submitted more than once")
         if code != 0 or report["accepted"] != n or dupes:

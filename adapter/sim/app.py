@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 
 from lxml import etree
 
-from adapter.crypto.verify import PacketVerifier
 from adapter.errors import PacketError, SchemaInvalidError, SignatureError, UnsafeXmlError
 from adapter.mapping.vntext import words_match_amount
 from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
+from adapter.sim.dsig import PlatformSignatureCheck
 from adapter.sim.register import ENTRY, DebtorRegister
-from adapter.sim.store import SimStore, Stored
+from adapter.sim.store import Incoming, SimStore, Stored
 from adapter.xml.safe import parse_untrusted
 from adapter.xml.schema import SchemaRegistry
 
@@ -53,6 +53,14 @@ class Refusal:
     code: str
     reason: str
     retryable: bool = False
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A packet that passed every check: its signed tree and what the store keeps."""
+
+    root: etree._Element
+    record: Incoming
 
 
 @dataclass
@@ -90,7 +98,7 @@ class Faults:
 
 
 class SimulatorApp:
-    def __init__(self, store: SimStore, verifier: PacketVerifier, schemas: SchemaRegistry,
+    def __init__(self, store: SimStore, verifier: PlatformSignatureCheck, schemas: SchemaRegistry,
                  faults: Faults | None = None, court: CourtDesk | None = None,
                  axis: AxisDesk | None = None) -> None:
         self.store, self.verifier, self.schemas, self.court = store, verifier, schemas, court
@@ -277,11 +285,17 @@ class SimulatorApp:
         if not items or len(items) > 500:
             return self._fault(start_response, "Client", "MALFORMED",
                                f"a batch holds 1 to 500 items, got {len(items)}", False)
+        checked = [self._check(item) for item in items]
+        # what passed every check is stored in one transaction (durable before the answer);
+        # register notices one by one, under the register's lock (register.py)
+        plain = [c for c in checked if isinstance(c, Accepted) and c.root.tag != ENTRY]
+        stored = dict(zip(map(id, plain), self.store.accept_many(
+            [c.record for c in plain]), strict=True))
         e = etree.Element(f"{t}SubmitPacketBatchResponse", nsmap={None: TNS})
-        for item in items:
+        for item, check in zip(items, checked, strict=True):
             res = etree.SubElement(e, f"{t}result")
             etree.SubElement(res, f"{t}packetId").text = (item.findtext(f"{t}packetId") or "")
-            result = self._accept(item)
+            result = stored.get(id(check)) or self._store(check)
             if isinstance(result, Refusal):
                 ref = etree.SubElement(res, f"{t}refusal")
                 etree.SubElement(ref, f"{t}code").text = result.code
@@ -302,6 +316,10 @@ class SimulatorApp:
 
     def _accept(self, op: etree._Element) -> Stored | Refusal:
         """Everything a strict platform checks, for one packet; stores it when all pass."""
+        return self._store(self._check(op))
+
+    def _check(self, op: etree._Element) -> Accepted | Refusal:
+        """Everything a strict platform checks before it stores a packet."""
         t = f"{{{TNS}}}"
         packet_id = (op.findtext(f"{t}packetId") or "").strip()
         kind = (op.findtext(f"{t}kind") or "").strip()
@@ -329,17 +347,20 @@ class SimulatorApp:
         if problem:
             return Refusal("BUSINESS_REJECTED", problem)
         status = "queued" if self.faults.deferred_seconds >= 0 else "accepted"
+        return Accepted(root, Incoming(packet_id, kind, sender,
+                                       hashlib.sha256(payload).hexdigest(), payload, status))
 
-        def store() -> Stored | Refusal:
-            return self.store.accept(packet_id=packet_id, kind=kind, sender=sender,
-                                     sha256=hashlib.sha256(payload).hexdigest(),
-                                     payload=payload, status=status)
-
-        if root.tag == ENTRY:
+    def _store(self, check: Accepted | Refusal) -> Stored | Refusal:
+        if isinstance(check, Refusal):
+            return check
+        record = check.record
+        if check.root.tag == ENTRY:
             return self.debtors.accept(
-                root, packet_id, known=lambda: self.store.status_of(packet_id) is not None,
-                store=store, refuse=lambda why: Refusal("BUSINESS_REJECTED", why))
-        return store()
+                check.root, record.packet_id,
+                known=lambda: self.store.status_of(record.packet_id) is not None,
+                store=lambda: self.store.accept_many([record])[0],
+                refuse=lambda why: Refusal("BUSINESS_REJECTED", why))
+        return self.store.accept_many([record])[0]
 
     @staticmethod
     def _business_problem(root: etree._Element) -> str | None:

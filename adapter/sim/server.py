@@ -18,12 +18,12 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from adapter.config import Settings
 from adapter.crypto.keys import load_certificates, load_identity
 from adapter.crypto.sign import PacketSigner
-from adapter.crypto.verify import PacketVerifier
 from adapter.sim.agencies import AgencyDesk
 from adapter.sim.app import Faults, SimulatorApp
 from adapter.sim.axis import AxisDesk
 from adapter.sim.court import CourtDesk
 from adapter.sim.crl import CrlDesk
+from adapter.sim.dsig import PlatformSignatureCheck
 from adapter.sim.store import SimStore
 from adapter.xml.schema import SchemaRegistry
 
@@ -50,8 +50,8 @@ def build_app(settings: Settings, faults: Faults | None = None,
                                             settings.path(cfg.agency_cert)),
                               cfg.axis_agencies, anchors)
     axis = AxisDesk(store.path, clients, cfg.axis_max_skew_seconds, agencies)
-    app = SimulatorApp(store, PacketVerifier(anchors), SchemaRegistry.default(), faults, court,
-                       axis)
+    app = SimulatorApp(store, PlatformSignatureCheck(anchors), SchemaRegistry.default(), faults,
+                       court, axis)
     if settings.path(cfg.tsa_key).exists():
         from adapter.sim.tsa import TimestampAuthority
         app.tsa = TimestampAuthority(settings.path(cfg.tsa_cert), settings.path(cfg.tsa_key))

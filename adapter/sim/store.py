@@ -50,6 +50,18 @@ class Stored:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """A packet the platform has checked and is about to store."""
+
+    packet_id: str
+    kind: str
+    sender: str
+    sha256: str
+    payload: bytes
+    status: str
+
+
 class SimStore:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -71,21 +83,32 @@ class SimStore:
     def accept(self, *, packet_id: str, kind: str, sender: str, sha256: str, payload: bytes,
                status: str) -> Stored:
         """Store once; a second submission only counts, and gets the original receipt."""
+        return self.accept_many([Incoming(packet_id, kind, sender, sha256, payload, status)])[0]
+
+    def accept_many(self, items: list[Incoming]) -> list[Stored]:
+        """`accept` for each, in order, in one transaction: a batch call's packets are
+        durable together before the platform answers (one commit, not one per packet)."""
+        if not items:
+            return []
         now = dt.datetime.now(dt.timezone(dt.timedelta(hours=7))).isoformat(timespec="seconds")
         c = self._conn()
+        out: list[Stored] = []
         c.execute("BEGIN IMMEDIATE")
         try:
-            row = c.execute(
-                "INSERT INTO received VALUES (?,?,?,?,?,?,?,1,?) "
-                "ON CONFLICT(packet_id) DO UPDATE SET submissions = submissions + 1 "
-                "RETURNING platform_message_id, sha256, received_at, status, submissions",
-                (packet_id, f"LGSP-{uuid.uuid4()}", kind, sender, sha256, now, status,
-                 payload)).fetchone()
+            for it in items:
+                row = c.execute(
+                    "INSERT INTO received VALUES (?,?,?,?,?,?,?,1,?) "
+                    "ON CONFLICT(packet_id) DO UPDATE SET submissions = submissions + 1 "
+                    "RETURNING platform_message_id, sha256, received_at, status, submissions",
+                    (it.packet_id, f"LGSP-{uuid.uuid4()}", it.kind, it.sender, it.sha256, now,
+                     it.status, it.payload)).fetchone()
+                out.append(Stored(it.packet_id, row[0], row[1], row[2], row[3],
+                                  duplicate=row[4] > 1))
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return Stored(packet_id, row[0], row[1], row[2], row[3], duplicate=row[4] > 1)
+        return out
 
     def status_of(self, packet_id: str) -> tuple[str, str] | None:
         row = self._conn().execute(
