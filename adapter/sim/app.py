@@ -355,11 +355,16 @@ class SimulatorApp:
             return check
         record = check.record
         if check.root.tag == ENTRY:
+            def store() -> Stored | Refusal:
+                return self.store.accept_many([record])[0]
+
+            def refuse(why: str) -> Stored | Refusal:
+                return Refusal("BUSINESS_REJECTED", why)
+
             return self.debtors.accept(
                 check.root, record.packet_id,
                 known=lambda: self.store.status_of(record.packet_id) is not None,
-                store=lambda: self.store.accept_many([record])[0],
-                refuse=lambda why: Refusal("BUSINESS_REJECTED", why))
+                store=store, refuse=refuse)
         return self.store.accept_many([record])[0]
 
     @staticmethod

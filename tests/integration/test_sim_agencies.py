@@ -1,7 +1,7 @@
 """The agencies the simulated axis answers for (the demo's courts and procuracies): over real
 HTTP, a document to a played agency brings back its signed 01 and 03 (or 02 when the
-document's signature fails), a recipient it does not play gets nothing said for it, and a
-re-sent document is not answered twice."""
+document's signature fails or is missing), a recipient it does not play gets nothing said
+for it, and a re-sent document is not answered twice."""
 
 import datetime as dt
 
@@ -97,7 +97,18 @@ def test_a_document_whose_signature_fails_is_refused_with_02_and_the_reason(axis
     (arrived, refused) = _statuses(client, pki)
     assert arrived[1] == "01"
     assert refused[1] == "02"
-    assert "invalid" in refused[3]
+    assert "chữ ký không hợp lệ (Digest mismatch" in refused[3]
+
+
+def test_an_unsigned_document_is_refused_with_02(axis):
+    client, pki = axis
+    signed = _decision(pki, [COURT], number="128")
+    root = parse_untrusted(signed, name="decision")
+    sig = root.find(".//{http://www.w3.org/2000/09/xmldsig#}Signature")
+    sig.getparent().remove(sig)
+    client.send(serialize(root), "edoc")
+    assert [(c, d) for _, c, _, d in _statuses(client, pki)] == [
+        ("01", "Đã đến"), ("02", "Từ chối tiếp nhận: văn bản không có chữ ký")]
 
 
 def test_answers_carry_the_time_they_were_given(axis):
