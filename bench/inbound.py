@@ -63,6 +63,9 @@ trust_anchors = ["{pki}/ca.crt"]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--judgments", type=int, default=1000)
+    ap.add_argument("--profile", metavar="FILE",
+                    help="write a cProfile of the pull loop to FILE (CPU figures then include "
+                         "the profiler's own overhead)")
     args = ap.parse_args()
 
     from adapter.config import load_settings
@@ -97,15 +100,24 @@ def main() -> int:
             from adapter.sources.models import SourceBase
             # the demo schema, as `init --demo` creates it: the service never does
             SourceBase.metadata.create_all(make_engine(s.url(s.source.url)))
+            profiler = None
+            if args.profile:
+                import cProfile
+                profiler = cProfile.Profile()
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             imported = quarantined = 0
+            if profiler:
+                profiler.enable()
             while True:
                 st = engine.pull(route)
                 imported += st.imported
                 quarantined += st.quarantined
                 if not st.received and not st.acknowledged:
                     break
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             elapsed = time.perf_counter() - t0
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
             ctx.close()
