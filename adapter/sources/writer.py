@@ -91,6 +91,8 @@ class RecordImporter:
     def __init__(self, engine: Engine, spec: KindSpec) -> None:
         self.engine, self.spec = engine, spec
         self.tables = SourceTables(engine, [spec.table, *(c.table for c in spec.children)])
+        #: the record table's columns a record may set (known once the table is)
+        self._writable: frozenset[str] | None = None
 
     def require(self) -> None:
         """The tables must be there (SourceSchemaMissing otherwise)."""
@@ -175,10 +177,13 @@ class RecordImporter:
 
     def _values(self, t: Table, record: dict[str, Any]) -> dict[str, Any]:
         """The record's own columns (not its key, its child rows or the importer's)."""
-        spec = self.spec
-        children = {ch.name for ch in spec.children}
-        return {k: v for k, v in record.items()
-                if k in t.c and k not in _OWN_COLUMNS and k != spec.key and k not in children}
+        if self._writable is None:
+            spec = self.spec
+            self._writable = frozenset(
+                c.key for c in t.c
+                if c.key not in _OWN_COLUMNS and c.key != spec.key
+                and c.key not in {ch.name for ch in spec.children})
+        return {k: v for k, v in record.items() if k in self._writable}
 
     def _isolated(self, c: Connection, record: dict[str, Any], version: int
                   ) -> ImportResult | Exception:
