@@ -236,14 +236,20 @@ class PacketMapping:
     def _read(self, parent: etree._Element, specs: list[FieldSpec], errors: list[str],
               prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # each tag's first child, as find() of a one-step path returns it: one pass over
+        # the children instead of an ElementPath search per field
+        first: dict[Any, etree._Element] = {}
+        for child in parent:
+            first.setdefault(child.tag, child)
         for spec in specs:
-            label = f"{prefix}{spec.column}"
             if spec.rows:
+                label = f"{prefix}{spec.column}"
                 items = parent.findall(self._clark(spec.path))
                 out[spec.rows] = [self._read(it, spec.children, errors, f"{label}[{i}].")
                                   for i, it in enumerate(items)]
                 continue
-            el = self._find(parent, spec.path)
+            el = self._find(parent, spec.path) if "/" in spec.path else \
+                first.get(self._clark(spec.path))
             if el is None or el.text is None:
                 if spec.required:
                     errors.append(f"element {spec.path}: required, but missing "
