@@ -63,6 +63,9 @@ trust_anchors = ["{pki}/ca.crt"]
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--judgments", type=int, default=1000)
+    ap.add_argument("--profile", metavar="FILE",
+                    help="write a cProfile of the pull loop to FILE (CPU figures then include "
+                         "the profiler's own overhead)")
     args = ap.parse_args()
 
     from adapter.config import load_settings
@@ -91,21 +94,46 @@ def main() -> int:
             print(load_note())
             ctx = Context(s)
             ctx.store.create_schema()
+            ctx.warm_up()  # as the service starts: transports built, long-lived heap frozen
             engine = InboundEngine(ctx)
             route = s.route("judgments")
             from adapter.dbutil import make_engine
             from adapter.sources.models import SourceBase
             # the demo schema, as `init --demo` creates it: the service never does
             SourceBase.metadata.create_all(make_engine(s.url(s.source.url)))
+            phases = PhaseClock()
+            channel = engine.channel(route)
+            transport = ctx.inbound_transport_for(route.channel)
+            for name, owner, method in (
+                    ("list", transport, "list_pending"), ("fetch", transport, "fetch_many"),
+                    ("acknowledge", transport, "acknowledge_many"),
+                    ("store", ctx.store, "add_inbound_many"),
+                    ("check", channel, "check"),
+                    ("verify", channel._verifier(s.peer_of("000.00.00.T01")), "verify"),
+                    ("import", channel.importer, "import_many"),
+                    ("record", ctx.store, "finish_round"),
+                    ("record", ctx.store, "mark_acknowledged_many"),
+                    ("record", ctx.store, "inbound_states"),
+                    ("record", ctx.store, "inbound_pending")):
+                phases.wrap(name, owner, method)
+            profiler = None
+            if args.profile:
+                import cProfile
+                profiler = cProfile.Profile()
             cpu0 = resource.getrusage(resource.RUSAGE_SELF)
             t0 = time.perf_counter()
             imported = quarantined = 0
+            if profiler:
+                profiler.enable()
             while True:
                 st = engine.pull(route)
                 imported += st.imported
                 quarantined += st.quarantined
                 if not st.received and not st.acknowledged:
                     break
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             elapsed = time.perf_counter() - t0
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
             ctx.close()
@@ -121,10 +149,36 @@ def main() -> int:
         if imported != args.judgments:
             print("ERROR: not every judgment was imported", file=sys.stderr)
             return 1
+        print("per judgment, ms CPU: " + phases.report(imported, cpu)
+              + " (verify is part of check)")
         print(INBOUND_CPU_FORMULA)
         print(f"inbound_ratio={rate / ref:.3f}")
         print(f"inbound_cpu_ratio={ref_cpu / cpu:.3f}")
     return 0
+
+
+class PhaseClock:
+    """CPU seconds spent inside some methods (wrapped on their instances), by phase."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def wrap(self, name: str, owner: object, method: str) -> None:
+        inner = getattr(owner, method)
+        self.seconds.setdefault(name, 0.0)
+
+        def timed(*args, **kwargs):
+            c0 = time.process_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.seconds[name] += time.process_time() - c0
+        setattr(owner, method, timed)
+
+    def report(self, n: int, total: float) -> str:
+        per = {k: v * 1000 / max(n, 1) for k, v in self.seconds.items()}
+        rest = total * 1000 - sum(v for k, v in per.items() if k != "verify")
+        return ", ".join(f"{k} {v:.3f}" for k, v in per.items()) + f", other {rest:.3f}"
 
 
 def sim_payload(settings, packet_id: str) -> bytes:

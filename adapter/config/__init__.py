@@ -171,8 +171,9 @@ class LgspSection(_Section):
     status_poll_seconds: float = Field(default=30.0, gt=0)
     #: packets per batch call (when operations.submit_batch is set); 1 sends one by one.
     batch_size: int = Field(default=50, ge=1, le=500)
-    #: send batches with a fixed envelope and read the answer with lxml against the WSDL's
-    #: schema (zeep for everything else); false: zeep for batches too.
+    #: send batches, and list, fetch and acknowledge inbound packets, with fixed envelopes
+    #: and read the answers with lxml against the WSDL's schema (zeep for everything
+    #: else); false: zeep for those too.
     fast_submit: bool = True
     operations: OperationMap = OperationMap()
 

@@ -39,7 +39,7 @@ from adapter.crypto.trust import (
     verify_signer,
 )
 from adapter.errors import SignatureError
-from adapter.xml.safe import _parser, parse_untrusted
+from adapter.xml.safe import MAX_PACKET_BYTES, _parser, parse_untrusted
 
 _DS = f"{{{DSIG_NS}}}"
 
@@ -54,6 +54,23 @@ class VerifiedPacket:
     @property
     def signer_subject(self) -> str:
         return self.signer.subject.rfc4514_string()
+
+
+@dataclass(frozen=True)
+class _Signer:
+    """The certificates one signature carries, loaded: the signer and the others."""
+
+    leaf: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...]
+    #: SHA-256 of the signer certificate: the key of the chain check's cache
+    fingerprint: bytes
+
+
+#: distinct KeyInfo contents kept loaded (a peer has a handful of signers at a time)
+_MAX_SIGNERS = 256
+#: how many elements carry an Id equal to the root's (exactly one, or the reference is
+#: ambiguous)
+_COUNT_ID = etree.XPath("count(descendant-or-self::*[@Id = $id])")
 
 
 class PacketVerifier:
@@ -76,29 +93,65 @@ class PacketVerifier:
         self._pin, self._purpose = pin, purpose
         self._ttl = chain_cache_seconds
         self._chains: dict[bytes, float] = {}
+        #: KeyInfo certificates (base64 as carried) -> loaded certificates
+        self._signers: dict[tuple[str, ...], _Signer] = {}
         self._lock = threading.Lock()
         self._config = SignatureConfiguration(
             require_x509=True, location="./", expect_references=1,
             signature_methods=frozenset(signature_methods), digest_algorithms=frozenset(digests))
 
-    def _check_chain(self, leaf: x509.Certificate, intermediates: list[x509.Certificate],
-                     store: verification.Store, packet: str | None) -> None:
-        fp = leaf.fingerprint(hashes.SHA256())
+    def _signer(self, certs_b64: tuple[str, ...], packet: str | None) -> _Signer:
+        """The certificates a signature carries, loaded once per distinct KeyInfo: a peer
+        signs thousands of packets with the same certificate."""
+        with self._lock:
+            known = self._signers.get(certs_b64)
+        if known is not None:
+            return known
+        try:
+            chain = [x509.load_der_x509_certificate(base64.b64decode(c)) for c in certs_b64]
+        except ValueError as exc:
+            raise SignatureError(f"unreadable X509Certificate: {exc}", packet=packet,
+                                 where="Signature/KeyInfo") from None
+        if not chain:  # only empty X509Certificate elements
+            raise SignatureError("unreadable X509Certificate: empty", packet=packet,
+                                 where="Signature/KeyInfo")
+        leaf = self._find_leaf(chain)
+        signer = _Signer(leaf, tuple(c for c in chain if c is not leaf),
+                         leaf.fingerprint(hashes.SHA256()))
+        with self._lock:
+            if len(self._signers) >= _MAX_SIGNERS:
+                self._signers.clear()
+            self._signers[certs_b64] = signer
+        return signer
+
+    def _check_chain(self, signer: _Signer, store: verification.Store,
+                     packet: str | None) -> None:
+        """The signer's chain, purpose, pin and revocation (trust.verify_signer), checked
+        again once `chain_cache_seconds` have passed or the certificate has expired."""
+        leaf, fp = signer.leaf, signer.fingerprint
         now = time.monotonic()
         with self._lock:
             fresh = self._chains.get(fp, 0.0) > now
             if fresh and leaf.not_valid_after_utc > dt.datetime.now(dt.UTC):
                 return
         try:
-            verify_signer(leaf, intermediates, store, self._purpose, pin=self._pin)
+            verify_signer(leaf, list(signer.intermediates), store, self._purpose,
+                          pin=self._pin)
         except UntrustedCertificate as exc:
             raise SignatureError(f"signer {exc}", outcome="untrusted", packet=packet,
                                  where="Signature/KeyInfo") from None
         with self._lock:
             self._chains[fp] = now + self._ttl
 
-    def verify(self, data: bytes | etree._Element, *, packet: str | None = None) -> VerifiedPacket:
-        root = parse_untrusted(data, name=packet or "<packet>") if isinstance(data, bytes) else data
+    def verify(self, data: bytes | etree._Element, *, packet: str | None = None,
+               max_bytes: int = MAX_PACKET_BYTES) -> VerifiedPacket:
+        """Bytes are parsed here (adapter.xml.safe, at most `max_bytes`) and handed to signxml
+        as they are: its own parse (same safe options) is then the only other one."""
+        if isinstance(data, bytes | bytearray):
+            data = bytes(data)
+            root = parse_untrusted(data, name=packet or "<packet>", max_bytes=max_bytes)
+        else:
+            root = data
         packet = packet or root.get("Id")
         sigs = list(root.iter(f"{_DS}Signature"))
         if not sigs:
@@ -114,25 +167,21 @@ class PacketVerifier:
             raise SignatureError("the signature must reference the packet root by its Id "
                                  f"(expected URI=\"#{root_id}\")", packet=packet,
                                  where="Signature/SignedInfo/Reference")
-        same_id = [e for e in root.iter() if isinstance(e.tag, str) and e.get("Id") == root_id]
-        if len(same_id) != 1:
-            raise SignatureError(f"Id {root_id!r} occurs {len(same_id)} times (ambiguous "
+        same_id = int(_COUNT_ID(root, id=root_id))
+        if same_id != 1:
+            raise SignatureError(f"Id {root_id!r} occurs {same_id} times (ambiguous "
                                  "reference, a wrapping attack)", packet=packet)
         certs_b64 = sig.findall(f"{_DS}KeyInfo/{_DS}X509Data/{_DS}X509Certificate")
         if not certs_b64:
             raise SignatureError("signature carries no X509Certificate", outcome="untrusted",
                                  packet=packet, where="Signature/KeyInfo")
-        try:
-            chain = [x509.load_der_x509_certificate(base64.b64decode("".join(c.text.split())))
-                     for c in certs_b64 if c.text]
-        except ValueError as exc:
-            raise SignatureError(f"unreadable X509Certificate: {exc}", packet=packet,
-                                 where="Signature/KeyInfo") from None
-        leaf = self._find_leaf(chain)
+        signer = self._signer(tuple("".join(c.text.split()) for c in certs_b64 if c.text),
+                              packet)
+        leaf = signer.leaf
         if self._store is not None:
-            self._check_chain(leaf, [c for c in chain if c is not leaf], self._store, packet)
+            self._check_chain(signer, self._store, packet)
         try:
-            result = XMLVerifier().verify(root, x509_cert=leaf, parser=_parser(),
+            result = XMLVerifier().verify(data, x509_cert=leaf, parser=_parser(),
                                           expect_config=self._config, id_attribute="Id")
         except InvalidDigest:
             raise SignatureError("digest mismatch: the packet was changed after signing",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
+import gc
 import logging
 import multiprocessing
 import os
@@ -151,6 +152,10 @@ class Context:
                 self.transport_for(channel)
             except AdapterError as exc:  # said again, per exchange, when it is used
                 log.error("transport for %s unavailable: %s", channel, exc)
+        # What the start built (WSDLs, compiled schemas, table metadata, modules) lives as
+        # long as the process: the collector's full passes stop walking it (one such pass
+        # cost ~50 ms, ~0.06 ms of CPU per received judgment).
+        gc.freeze()
 
     def build_many(self, records: Sequence[SourceRecord], recipient: str) -> list[NewExchange]:
         if not records:

@@ -92,6 +92,7 @@ class PacketMapping:
         except KeyError as exc:
             raise MappingError(f"mapping file lacks {exc.args[0]!r}", packet=source) from None
         self._ns = f"{{{self.namespace}}}"
+        self._paths: dict[str, str] = {}
 
     @property
     def element(self) -> str:
@@ -222,20 +223,33 @@ class PacketMapping:
             raise MappingError("; ".join(errors), packet=f"{self.kind} {root.get('Id')}")
         return record
 
+    def _clark(self, path: str) -> str:
+        """A mapping path ("Court/Name") in Clark notation, built once per path."""
+        clark = self._paths.get(path)
+        if clark is None:
+            clark = self._paths[path] = "/".join(self._ns + p for p in path.split("/"))
+        return clark
+
     def _find(self, parent: etree._Element, path: str) -> etree._Element | None:
-        return parent.find("/".join(self._ns + p for p in path.split("/")))
+        return parent.find(self._clark(path))
 
     def _read(self, parent: etree._Element, specs: list[FieldSpec], errors: list[str],
               prefix: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        # each tag's first child, as find() of a one-step path returns it: one pass over
+        # the children instead of an ElementPath search per field
+        first: dict[Any, etree._Element] = {}
+        for child in parent:
+            first.setdefault(child.tag, child)
         for spec in specs:
-            label = f"{prefix}{spec.column}"
             if spec.rows:
-                items = parent.findall("/".join(self._ns + p for p in spec.path.split("/")))
+                label = f"{prefix}{spec.column}"
+                items = parent.findall(self._clark(spec.path))
                 out[spec.rows] = [self._read(it, spec.children, errors, f"{label}[{i}].")
                                   for i, it in enumerate(items)]
                 continue
-            el = self._find(parent, spec.path)
+            el = self._find(parent, spec.path) if "/" in spec.path else \
+                first.get(self._clark(spec.path))
             if el is None or el.text is None:
                 if spec.required:
                     errors.append(f"element {spec.path}: required, but missing "

@@ -20,7 +20,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, insert, inspect, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    MetaData,
+    Table,
+    bindparam,
+    delete,
+    insert,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from adapter.errors import AdapterError
@@ -80,6 +91,8 @@ class RecordImporter:
     def __init__(self, engine: Engine, spec: KindSpec) -> None:
         self.engine, self.spec = engine, spec
         self.tables = SourceTables(engine, [spec.table, *(c.table for c in spec.children)])
+        #: the record table's columns a record may set (known once the table is)
+        self._writable: frozenset[str] | None = None
 
     def require(self) -> None:
         """The tables must be there (SourceSchemaMissing otherwise)."""
@@ -89,12 +102,88 @@ class RecordImporter:
                     ) -> list[ImportResult | Exception]:
         """Import (record, version) pairs in one transaction; each outcome in item order is
         its result or the exception that refused that record alone. An outage of the
-        database (connection lost, locked) raises instead: it is no record's fault."""
+        database (connection lost, locked) raises instead: it is no record's fault.
+
+        The batch is written first as a whole (one read of the stored versions, one
+        statement per table and kind of write) inside one SAVEPOINT; when the database
+        refuses any of it, that SAVEPOINT is rolled back and every record is written again
+        in a SAVEPOINT of its own, so the one it refuses fails alone."""
         if not items:
             return []
         self.require()
         with self.engine.begin() as c:
+            try:
+                with c.begin_nested():
+                    return self._batch(c, items)
+            except Exception as exc:
+                if _outage(exc):
+                    raise
             return [self._isolated(c, record, version) for record, version in items]
+
+    def _batch(self, c: Connection, items: Sequence[tuple[dict[str, Any], int]]
+               ) -> list[ImportResult | Exception]:
+        """The batch's writes, a few statements whatever its size; raises on any refusal."""
+        spec = self.spec
+        t = self.tables[spec.table]
+        keys = [record[spec.key] for record, _ in items]
+        if len(set(keys)) != len(keys):  # one record twice: the version rule runs in order
+            raise _OneByOne()
+        stored: dict[Any, tuple[int, int]] = {}
+        for chunk in _chunks(keys, 500):
+            q = select(t.c[spec.key], t.c.id, t.c[spec.version_column]).where(
+                t.c[spec.key].in_(chunk))
+            if self.engine.dialect.name != "sqlite":
+                q = q.with_for_update()
+            stored.update({r[0]: (r[1], int(r[2])) for r in c.execute(q)})
+        now = dt.datetime.now()
+        out: list[ImportResult | Exception] = []
+        fresh: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        newer: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for (record, version), key in zip(items, keys, strict=True):
+            was = stored.get(key)
+            if was is not None and was[1] > version:
+                out.append(ImportResult("stale", was[1]))
+                continue
+            if was is not None and was[1] == version:
+                out.append(ImportResult("unchanged", was[1]))
+                continue
+            out.append(ImportResult("imported", version))
+            values = {**self._values(t, record), spec.version_column: version,
+                      "updated_at": now}
+            if was is None:
+                fresh.append((record, {spec.key: key, **values}))
+            else:
+                newer.append((record, {"_row_id": was[0], **values}))
+        for group in _same_columns([v for _, v in fresh]):
+            c.execute(insert(t), group)
+        ids = {key: rid for key, (rid, _) in stored.items()}
+        new_keys = [v[spec.key] for _, v in fresh]
+        for chunk in _chunks(new_keys, 500):
+            ids.update(c.execute(select(t.c[spec.key], t.c.id).where(
+                t.c[spec.key].in_(chunk))).all())
+        for group in _same_columns([v for _, v in newer]):
+            c.execute(update(t).where(t.c.id == bindparam("_row_id")), group)
+        replaced = [v["_row_id"] for _, v in newer]
+        for ch in spec.children:
+            ct = self.tables[ch.table]
+            for chunk in _chunks(replaced, 500):
+                c.execute(delete(ct).where(ct.c[ch.foreign_key].in_(chunk)))
+            rows = [dict({k: r.get(k) for k in ch.columns},
+                         **{ch.foreign_key: ids[record[spec.key]]})
+                    for record, _ in (*fresh, *newer) for r in record.get(ch.name) or []]
+            if rows:
+                c.execute(insert(ct), rows)
+        return out
+
+    def _values(self, t: Table, record: dict[str, Any]) -> dict[str, Any]:
+        """The record's own columns (not its key, its child rows or the importer's)."""
+        if self._writable is None:
+            spec = self.spec
+            self._writable = frozenset(
+                c.key for c in t.c
+                if c.key not in _OWN_COLUMNS and c.key != spec.key
+                and c.key not in {ch.name for ch in spec.children})
+        return {k: v for k, v in record.items() if k in self._writable}
 
     def _isolated(self, c: Connection, record: dict[str, Any], version: int
                   ) -> ImportResult | Exception:
@@ -116,9 +205,7 @@ class RecordImporter:
         spec = self.spec
         t = self.tables[spec.table]
         key = record[spec.key]
-        children = {ch.name for ch in spec.children}
-        values = {k: v for k, v in record.items()
-                  if k in t.c and k not in _OWN_COLUMNS and k != spec.key and k not in children}
+        values = self._values(t, record)
         now = dt.datetime.now()
         q = select(t.c.id, t.c[spec.version_column]).where(t.c[spec.key] == key)
         if self.engine.dialect.name != "sqlite":
@@ -146,6 +233,24 @@ class RecordImporter:
             if rows:
                 c.execute(insert(self.tables[ch.table]), rows)
         return ImportResult("imported", version)
+
+
+class _OneByOne(Exception):
+    """The batch cannot be written as a whole: write each record in its own SAVEPOINT."""
+
+
+def _chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def _same_columns(rows: Sequence[dict[str, Any]]) -> Iterable[list[dict[str, Any]]]:
+    """Rows grouped by their set of columns (one executemany each), in order of first
+    appearance: a column a record leaves out is left alone, never set to NULL."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(frozenset(r), []).append(r)
+    return groups.values()
 
 
 def _outage(exc: Exception) -> bool:

@@ -6,11 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 
 from adapter.store import evidence, recipients, states
 from adapter.store.base import StoreBase, utcnow
@@ -25,6 +26,8 @@ from adapter.store.records import (
     StoredPacket,
 )
 from adapter.store.states import State
+
+log = logging.getLogger("adapter.store")
 
 EX: Table = cast(Table, Exchange.__table__)
 PK: Table = cast(Table, Packet.__table__)
@@ -120,11 +123,12 @@ class Inbox(StoreBase):
                    now: dt.datetime) -> None:
         if not results:
             return
+        groups: dict[tuple[str, ...], list[dict]] = {}
         for r in results:
             target = State.DELIVERED if r.imported else State.FAILED
             states.check(State.PENDING, target, "in")
-            values: dict = dict(state=target, updated_at=now, last_error=r.error,
-                                signature=r.signature, attempts=EX.c.attempts + 1)
+            values: dict = dict(b_id=r.exchange_id, state=target, updated_at=now,
+                                last_error=r.error, signature=r.signature)
             if r.imported:
                 values["delivered_at"] = now
             if r.source_key:
@@ -132,8 +136,18 @@ class Inbox(StoreBase):
                               source_version=r.source_version or 0)
             if r.document_id:
                 values["document_id"] = r.document_id[:200]
-            c.execute(update(EX).where(EX.c.id == r.exchange_id,
-                                       EX.c.state == State.PENDING).values(**values))
+            groups.setdefault(tuple(sorted(values)), []).append(values)
+        lost: set[int] = set()
+        for columns, rows in groups.items():
+            stmt = (update(EX).where(EX.c.id == bindparam("b_id"),
+                                     EX.c.state == State.PENDING)
+                    .values({**{k: bindparam(k) for k in columns if k != "b_id"},
+                             "attempts": EX.c.attempts + 1}))
+            if c.execute(stmt, rows).rowcount != len(rows):
+                lost |= _not_written(c, rows, now)
+        for i in sorted(lost):
+            log.warning("exchange %s: its outcome was not recorded, it was no longer pending "
+                        "(another instance concluded it first); its attempt is recorded", i)
         c.execute(insert(AT), [dict(
             exchange_id=r.exchange_id, number=1, started_at=r.started or now,
             duration_ms=r.duration_ms, error=r.error, instance=self.instance,
@@ -164,9 +178,9 @@ class Inbox(StoreBase):
                          now: dt.datetime) -> None:
         if not acks:
             return
-        for a in acks:
-            c.execute(update(EX).where(EX.c.id == a.exchange_id).values(
-                receipt_status=f"ack:{a.outcome}", updated_at=now))
+        c.execute(update(EX).where(EX.c.id == bindparam("b_id")).values(
+            receipt_status=bindparam("b_status"), updated_at=now),
+            [dict(b_id=a.exchange_id, b_status=f"ack:{a.outcome}") for a in acks])
         evidence.append(c, [evidence.Event("acknowledged", "in", None, None, a.exchange_id,
                                            None, None, None, {"outcome": a.outcome})
                             for a in acks], enabled=self.evidence)
@@ -190,3 +204,13 @@ class Inbox(StoreBase):
             if ex_id is None or not recipients.addressed(c, ex_id, report.organ_id):
                 return None
             return recipients.record(c, ex_id, report, utcnow(), with_evidence=self.evidence)
+
+
+def _not_written(c: Connection, rows: list[dict], now: dt.datetime) -> set[int]:
+    """Which rows of an executemany the state condition refused: those not showing the
+    state and time we wrote (inside the same transaction, so what we wrote is visible)."""
+    found = {r.id: r for r in c.execute(select(EX.c.id, EX.c.state, EX.c.updated_at).where(
+        EX.c.id.in_([r["b_id"] for r in rows])))}
+    return {r["b_id"] for r in rows
+            if (f := found.get(r["b_id"])) is None or f.state != r["state"]
+            or f.updated_at != now}

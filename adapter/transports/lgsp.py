@@ -1,5 +1,6 @@
-"""SOAP client of the ministry integration platform (zeep; batches of packets through
-adapter.transports.soap_batch, without zeep, on the hot path).
+"""SOAP client of the ministry integration platform (zeep; on the hot paths, without zeep,
+batches of packets through adapter.transports.soap_batch and the inbound list, fetch and
+acknowledge through adapter.transports.soap_inbound).
 
 One client per process (building it parses the WSDL), one keep-alive `requests.Session`,
 explicit connect and read timeouts on every call (zeep's `operation_timeout` defaults to
@@ -36,6 +37,7 @@ from adapter.transports.soap_batch import (
     UnsupportedWsdl,
     wsdl_schema,
 )
+from adapter.transports.soap_inbound import InboundCalls
 
 _FAULT_NS = "urn:thads-adapter:lgsp:1"
 log = logging.getLogger("adapter.lgsp")
@@ -90,6 +92,7 @@ class LgspTransport:
                                   f"the WSDL has no operation {name!r}") from None
         self._lock = threading.Lock()
         self.fast = self._fast_batches(wsdl) if cfg.fast_submit else None
+        self.fast_inbound = self._fast_inbound(wsdl) if cfg.fast_submit else None
 
     def _fast_batches(self, wsdl: Path) -> BatchSubmitter | None:
         """The zeep-free batch call, when the WSDL's batch operation has the contract's
@@ -107,6 +110,23 @@ class LgspTransport:
             return None
         return BatchSubmitter(self.session, operation, schema,
                               (self.cfg.connect_timeout, self.cfg.operation_timeout))
+
+    def _fast_inbound(self, wsdl: Path) -> InboundCalls | None:
+        """List, fetch and acknowledge without zeep, when the WSDL's three operations have
+        the contract's shape (adapter.transports.soap_inbound); None keeps zeep."""
+        ops = self.cfg.operations
+        if not (ops.list_pending and ops.fetch and ops.acknowledge):
+            return None
+        try:
+            return InboundCalls.from_zeep(
+                self.session, self.service._binding,
+                {"list_pending": ops.list_pending, "fetch": ops.fetch,
+                 "acknowledge": ops.acknowledge},
+                self.cfg.endpoint or self.service._binding_options["address"], _FAULT_NS,
+                wsdl_schema(wsdl), (self.cfg.connect_timeout, self.cfg.operation_timeout))
+        except UnsupportedWsdl as exc:
+            log.info("list, fetch and acknowledge go through zeep: %s", exc)
+            return None
 
     def _binding_name(self) -> str:
         for service in self.client.wsdl.services.values():
@@ -199,6 +219,8 @@ class LgspTransport:
         return DeliveryStatus(r.packetId, r.status, r.platformMessageId, r.detail)
 
     def list_pending(self, recipient: str, limit: int) -> list[PendingPacket]:
+        if self.fast_inbound is not None:
+            return self.fast_inbound.list_pending(recipient, limit)
         res = self._call(self.cfg.operations.list_pending, recipient=recipient, max=limit)
         items = res if isinstance(res, list) else (getattr(res, "item", None) or [])
         return [PendingPacket(i.packetId, i.kind, i.sender, int(i.size)) for i in items]
@@ -210,6 +232,8 @@ class LgspTransport:
         return found[0]
 
     def fetch_many(self, packet_ids: list[str]) -> list[FetchedPacket]:
+        if self.fast_inbound is not None:
+            return self.fast_inbound.fetch_many(packet_ids)
         res = self._call(self.cfg.operations.fetch, packetId=packet_ids)
         items = res if isinstance(res, list) else (getattr(res, "item", None) or [])
         return [FetchedPacket(i.packetId, i.kind, i.sender, i.packet) for i in items]
@@ -219,8 +243,11 @@ class LgspTransport:
 
     def acknowledge_many(self, acks: list[tuple[str, str, str | None]]) -> set[str]:
         """Answer for several packets; returns the ids the platform took the answer for."""
+        acks = [(pid, outcome, (reason or "")[:2000] or None) for pid, outcome, reason in acks]
+        if self.fast_inbound is not None:
+            return self.fast_inbound.acknowledge_many(acks)
         res = self._call(self.cfg.operations.acknowledge, ack=[
-            {"packetId": pid, "outcome": outcome, "reason": (reason or "")[:2000] or None}
+            {"packetId": pid, "outcome": outcome, "reason": reason}
             for pid, outcome, reason in acks])
         results = res if isinstance(res, list) else (getattr(res, "result", None) or [])
         return {r.packetId for r in results if r.acknowledged}
