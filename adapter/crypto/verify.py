@@ -191,6 +191,9 @@ class PacketVerifier:
                                  packet=packet) from None
         except (InvalidSignature, InvalidInput) as exc:
             raise SignatureError(f"signature invalid: {exc}", packet=packet) from None
+        except etree.DocumentInvalid as exc:  # signxml's XML-DSig schema check
+            raise SignatureError(f"the Signature does not follow the XML-DSig schema: {exc}",
+                                 packet=packet) from None
         if isinstance(result, list):  # only with expect_references > 1, never set above
             raise SignatureError(f"{len(result)} signed references, expected one",
                                  packet=packet)
