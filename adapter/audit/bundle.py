@@ -126,7 +126,8 @@ def export_bundle(engine: Engine, out: Path, *, to_seq: int | None = None) -> Bu
         counts.entries, counts.tip = len(entries), f"{last_seq}:{prev}"
         shas = {e["content_sha256"] for e in entries if e["content_sha256"]}
         sums, signed, written = io.StringIO(), io.StringIO(), []
-        for sha, blob in sorted(evidence.packet_bytes(c, shas).items()):
+        ids = {e["packet_id"] for e in entries if e["content_sha256"]}
+        for sha, blob in sorted(evidence.packet_bytes(c, shas, ids).items()):
             written.append(sha)
             z.writestr(f"packets/{sha}.xml", blob)
             sums.write(f"{hashlib.sha256(blob).hexdigest()}  packets/{sha}.xml\n")

@@ -150,6 +150,7 @@ def _walk_chain(c: Connection, rep: Report, anchors: list[x509.Certificate],
 
     verifier = PacketVerifier(anchors)
     received: dict[int, str] = {}  # exchange id -> sha256 of the packet as received
+    received_id: dict[int, str] = {}  # exchange id -> its packet id (how bytes are found)
     prev, expected, last = GENESIS, 1, None
     if arch is not None:  # the chain goes on from the archived tip
         prev, expected = arch["tip_hash"], arch["seq_to"] + 1
@@ -164,7 +165,10 @@ def _walk_chain(c: Connection, rep: Report, anchors: list[x509.Certificate],
         blobs = evidence.packet_bytes(c, {r["content_sha256"] for r in rows
                                           if r["content_sha256"]}
                                       | {received[r["exchange_id"]] for r in rows
-                                         if r["signature"] and r["exchange_id"] in received})
+                                         if r["signature"] and r["exchange_id"] in received},
+                                      {r["packet_id"] for r in rows} | {
+                                          received_id[r["exchange_id"]] for r in rows
+                                          if r["signature"] and r["exchange_id"] in received})
         for e in rows:
             if e["seq"] > head_seq:
                 rep.problems.append(Problem(e["seq"], "inserted", (
@@ -187,6 +191,7 @@ def _walk_chain(c: Connection, rep: Report, anchors: list[x509.Certificate],
                         "the entry before it was deleted)")))
             if e["event"] == "received" and e["content_sha256"]:
                 received[e["exchange_id"]] = e["content_sha256"]
+                received_id[e["exchange_id"]] = e["packet_id"]
             _check_bytes(e, rep, verifier, blobs, received)
             prev, expected, last = e["entry_hash"], max(expected, e["seq"]) + 1, e
             rep.entries += 1

@@ -8,6 +8,11 @@ bytes are not copied here: an entry names them by SHA-256 and they stay in the s
 `packets` table, the one copy (emptied only once `audit archive` has written them to a
 bundle). One head row serialises appends: SQLite's BEGIN IMMEDIATE does that already;
 PostgreSQL locks the row.
+
+Entries are indexed by their sequence (the primary key, appended in order) and by exchange
+id (ids grow with time): never by packet id or digest, which are hash-like, so an index on
+them would take every insert at a random position and dirty a page of its own per entry
+once it outgrows the page cache. An entry's packet is found through its packet id.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ class EvidenceEntry(StateBase):
     peer: Mapped[str | None] = mapped_column(String(200))
     kind: Mapped[str | None] = mapped_column(String(16))
     exchange_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    packet_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    packet_id: Mapped[str | None] = mapped_column(String(36))
     content_sha256: Mapped[str | None] = mapped_column(String(64))
     signature: Mapped[str | None] = mapped_column(String(12))
     detail: Mapped[str | None] = mapped_column(Text)
@@ -212,16 +217,20 @@ def seq_with_hash(conn: Connection, hash_: str) -> int | None:
     return conn.execute(select(t.c.seq).where(t.c.entry_hash == hash_).limit(1)).scalar()
 
 
-def packet_bytes(conn: Connection, digests: Iterable[str]) -> dict[str, bytes]:
-    """The stored packets with these SHA-256 digests (from `packets`, the one copy);
-    archived (emptied) payloads are left out."""
-    p = table_of(Packet)
-    want = sorted(set(digests))
+def packet_bytes(conn: Connection, digests: Iterable[str],
+                 packet_ids: Iterable[str | None]) -> dict[str, bytes]:
+    """The stored packets with these SHA-256 digests (from `packets`, the one copy), found
+    through the packet ids the entries name beside them (a digest is not indexed: see
+    models.Packet); archived (emptied) payloads are left out. A packet whose `sha256` is
+    not one of `digests` is not returned."""
+    p, x = table_of(Packet), table_of(Exchange)
+    want, ids = set(digests), sorted({i for i in packet_ids if i})
     found: dict[str, bytes] = {}
-    for i in range(0, len(want), 500):
-        for sha, payload in conn.execute(select(p.c.sha256, p.c.payload).where(
-                p.c.sha256.in_(want[i:i + 500]))):
-            if payload:
+    for i in range(0, len(ids), 500):
+        for sha, payload in conn.execute(select(p.c.sha256, p.c.payload)
+                                         .join(x, x.c.id == p.c.exchange_id)
+                                         .where(x.c.packet_id.in_(ids[i:i + 500]))):
+            if payload and sha in want:
                 found[sha] = payload
     return found
 
@@ -252,16 +261,26 @@ def record_archive(conn: Connection, *, seq_to: int, tip_hash: str, bundle: str,
     (`bundled`: its SHA-256 digests), its exchange is final (delivered or cancelled: never
     sent or imported again), and no entry left in the log names its bytes or exchange."""
     t, p, x = table_of(EvidenceEntry), table_of(Packet), table_of(Exchange)
+    digests = set(bundled)
+    #: the packets the archived entries name with bytes the bundle holds (found by their
+    #: packet id: a digest is not indexed, see models.Packet)
+    named = sorted({(pid, sha) for pid, sha in conn.execute(
+        select(t.c.packet_id, t.c.content_sha256).where(
+            t.c.seq <= seq_to, t.c.content_sha256.is_not(None), t.c.packet_id.is_not(None)))
+        if sha in digests})
     conn.execute(delete(t).where(t.c.seq <= seq_to))
     conn.execute(delete(table_of(Checkpoint)).where(Checkpoint.seq <= seq_to))
     live_sha = select(t.c.content_sha256).where(t.c.content_sha256.is_not(None))
     live_ex = select(t.c.exchange_id).where(t.c.exchange_id.is_not(None))
-    final = select(x.c.packet_id).where(x.c.state.in_([str(s) for s in FINAL]),
-                                        x.c.id.not_in(live_ex))
-    digests, freed = sorted(set(bundled)), 0
-    for i in range(0, len(digests), 500):
+    final = select(x.c.id).where(x.c.state.in_([str(s) for s in FINAL]),
+                                 x.c.id.not_in(live_ex))
+    freed = 0
+    for i in range(0, len(named), 500):
+        chunk = named[i:i + 500]
         freed += conn.execute(update(p).where(
-            p.c.sha256.in_(digests[i:i + 500]), p.c.packet_id.in_(final),
+            p.c.exchange_id.in_(select(x.c.id).where(
+                x.c.packet_id.in_([pid for pid, _ in chunk]))),
+            p.c.sha256.in_([sha for _, sha in chunk]), p.c.exchange_id.in_(final),
             p.c.sha256.not_in(live_sha), func.length(p.c.payload) > 0
         ).values(payload=b"")).rowcount or 0
     conn.execute(insert(table_of(EvidenceArchive)).values(

@@ -47,16 +47,16 @@ class Inbox(StoreBase):
             return {}
         now = utcnow()
         with self.engine.begin() as c:
-            new = set(c.execute(self._insert(EX).on_conflict_do_nothing(
-                index_elements=["packet_id"]).returning(EX.c.packet_id), [dict(
+            new = dict(c.execute(self._insert(EX).on_conflict_do_nothing(
+                index_elements=["packet_id"]).returning(EX.c.packet_id, EX.c.id), [dict(
                     packet_id=it.packet_id, kind=it.kind, route=route, direction="in",
                     peer=it.peer, source_key=it.packet_id, source_version=0,
                     state=State.PENDING, attempts=0, created_at=now, updated_at=now)
-                    for it in items]).scalars())
+                    for it in items]).all())
             fresh = [it for it in items if it.packet_id in new]
             digests = {it.packet_id: hashlib.sha256(it.payload).hexdigest() for it in fresh}
             if fresh:
-                c.execute(insert(PK), [dict(packet_id=it.packet_id, payload=it.payload,
+                c.execute(insert(PK), [dict(exchange_id=new[it.packet_id], payload=it.payload,
                                             sha256=digests[it.packet_id]) for it in fresh])
             ids = dict(c.execute(select(EX.c.packet_id, EX.c.id).where(
                 EX.c.packet_id.in_([it.packet_id for it in items]))).all())
@@ -71,7 +71,7 @@ class Inbox(StoreBase):
         with self.engine.connect() as c:
             rows = c.execute(select(EX.c.id, EX.c.packet_id, EX.c.kind, EX.c.peer,
                                     PK.c.payload)
-                             .join(PK, PK.c.packet_id == EX.c.packet_id)
+                             .join(PK, PK.c.exchange_id == EX.c.id)
                              .where(EX.c.route == route, EX.c.direction == "in",
                                     EX.c.state == State.PENDING)
                              .order_by(EX.c.id).limit(limit)).all()

@@ -66,11 +66,19 @@ class Exchange(StateBase):
 
 
 class Packet(StateBase):
-    """The exact bytes sent (signed) or received, kept once per packet id."""
+    """The exact bytes sent (signed) or received, kept once per exchange.
+
+    Keyed by the exchange's id, which grows with time, so each insert appends to the table's
+    B-tree (`INTEGER PRIMARY KEY`: SQLite's rowid). Packet ids and digests are hash-like: an
+    index on them takes every insert at a random position and dirties a page of its own per
+    packet once it outgrows the page cache, which made the backfill's cost per packet grow
+    with the table. A packet is found by its id through `exchanges` (whose unique packet id
+    index is the one such index the adapter keeps: it makes packet ids idempotent)."""
 
     __tablename__ = "packets"
-    packet_id: Mapped[str] = mapped_column(ForeignKey("exchanges.packet_id"), primary_key=True)
-    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchanges.id"), primary_key=True,
+                                             autoincrement=False)
+    sha256: Mapped[str] = mapped_column(String(64))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 

@@ -37,8 +37,8 @@ class OperatorActions(StoreBase):
             now = utcnow()
             with self.engine.begin() as c:
                 rows = c.execute(select(EX.c.id, EX.c.packet_id, EX.c.state, EX.c.direction,
-                                        EX.c.attempts, PK.c.packet_id.label("has_packet"))
-                                 .outerjoin(PK, PK.c.packet_id == EX.c.packet_id)
+                                        EX.c.attempts, PK.c.exchange_id.label("has_packet"))
+                                 .outerjoin(PK, PK.c.exchange_id == EX.c.id)
                                  .where(EX.c.id.in_(chunk))).all()
                 found = {r.id: r for r in rows}
                 ok, audit = [], []

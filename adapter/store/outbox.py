@@ -109,10 +109,10 @@ class Outbox(StoreBase):
             ).all())
             if not rows:
                 return []
-            payloads = dict(c.execute(select(PK.c.packet_id, PK.c.payload).where(
-                PK.c.packet_id.in_([r.packet_id for r in rows]))).all())
+            payloads = dict(c.execute(select(PK.c.exchange_id, PK.c.payload).where(
+                PK.c.exchange_id.in_([r[0] for r in rows]))).all())
         rows.sort(key=lambda r: r[0])
-        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payloads[r[1]], r[5])
+        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payloads[r[0]], r[5])
                 for r in rows]
 
     def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
@@ -283,7 +283,7 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
     #: the new rows' ids come back with the insert: no second query to look them up
     ids: dict[str, int] = {pid: i for pid, i in res}
     fresh = [it for it in items if it.packet_id in ids]
-    blobs = [dict(packet_id=it.packet_id, payload=it.payload,
+    blobs = [dict(exchange_id=ids[it.packet_id], payload=it.payload,
                   sha256=hashlib.sha256(it.payload).hexdigest())
              for it in fresh if it.payload is not None]
     if blobs:

@@ -113,7 +113,8 @@ class Queries(StoreBase):
 
     def payload_of(self, packet_id: str) -> bytes | None:
         with self.engine.connect() as c:
-            return c.execute(select(PK.c.payload).where(PK.c.packet_id == packet_id)).scalar()
+            return c.execute(select(PK.c.payload).join(EX, EX.c.id == PK.c.exchange_id)
+                             .where(EX.c.packet_id == packet_id)).scalar()
 
 
 def ids_in_chunks(engine: Engine, f: ExchangeFilter, chunk: int = 500) -> Iterator[list[int]]:

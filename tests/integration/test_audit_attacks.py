@@ -36,11 +36,12 @@ GENESIS = "0" * 64
 
 def _store_packet(c, packet_id: str, payload: bytes) -> str:
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    c.execute(Exchange.__table__.insert().values(
+    ex_id = c.execute(Exchange.__table__.insert().values(
         packet_id=packet_id, kind="case", route="cases", direction="out", source_key=packet_id,
-        source_version=1, state="delivered", attempts=0, created_at=now, updated_at=now))
+        source_version=1, state="delivered", attempts=0, created_at=now, updated_at=now)
+    ).inserted_primary_key[0]
     digest = hashlib.sha256(payload).hexdigest()
-    c.execute(Packet.__table__.insert().values(packet_id=packet_id, sha256=digest,
+    c.execute(Packet.__table__.insert().values(exchange_id=ex_id, sha256=digest,
                                                payload=payload))
     return digest
 
@@ -290,7 +291,8 @@ def test_archive_frees_packet_bytes_and_signs_its_record(small_log, pki, tmp_pat
     r = archive(engine, tmp_path / "part1.zip", me, before_seq=16)
     assert r["seq_to"] == 16 and r["packets_freed"] == 7
     with engine.connect() as c:
-        empty = c.execute(select(Packet.packet_id).where(func.length(Packet.payload) == 0)
+        empty = c.execute(select(Exchange.packet_id).join(
+            Packet, Packet.exchange_id == Exchange.id).where(func.length(Packet.payload) == 0)
                           ).scalars().all()
         assert len(empty) == 7 and "00000000-0000-0000-0000-000000000002" not in empty
         last = c.execute(select(Checkpoint.statement).order_by(Checkpoint.id.desc())

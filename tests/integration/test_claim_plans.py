@@ -35,7 +35,7 @@ _STATE = """CASE
 _WHEN = """CASE WHEN i % 4 < 2 THEN {past} ELSE {future} END"""
 
 #: the signed bytes of every exchange, one row each as in production (the claim reads them)
-_PACKETS = ("INSERT INTO packets (packet_id, sha256, payload) SELECT packet_id, 'x', "
+_PACKETS = ("INSERT INTO packets (exchange_id, sha256, payload) SELECT id, 'x', "
             "X'3c702f3e' FROM exchanges")
 
 

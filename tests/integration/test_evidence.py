@@ -413,11 +413,12 @@ def store_packet(c, packet_id: str, payload: bytes, state: str = "delivered") ->
 
     from adapter.store.models import Exchange
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    c.execute(Exchange.__table__.insert().values(
+    ex_id = c.execute(Exchange.__table__.insert().values(
         packet_id=packet_id, kind="case", route="cases", direction="out", source_key="k",
-        source_version=1, state=state, attempts=0, created_at=now, updated_at=now))
+        source_version=1, state=state, attempts=0, created_at=now, updated_at=now)
+    ).inserted_primary_key[0]
     c.execute(Packet.__table__.insert().values(
-        packet_id=packet_id, sha256=hashlib.sha256(payload).hexdigest(), payload=payload))
+        exchange_id=ex_id, sha256=hashlib.sha256(payload).hexdigest(), payload=payload))
 
 
 def test_a_wrongly_recorded_signature_outcome_is_named(tmp_path, pki):

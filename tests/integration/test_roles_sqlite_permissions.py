@@ -114,8 +114,8 @@ def test_the_guides_layout_lets_operators_work_and_read_every_packet(install, ca
                   "source_version, state, attempts, created_at, updated_at, "
                   "attempts_at_replay) VALUES ('p-1', 'case', 'cases', 'out', 'K-1', 1, "
                   "'pending', 0, '2026-01-01 00:00:00', '2026-01-01 00:00:00', 0)")
-        c.execute("INSERT INTO packets (packet_id, sha256, payload) VALUES "
-                  "('p-1', 'x', CAST('<Case><CitizenId>079203001234</CitizenId></Case>' "
+        c.execute("INSERT INTO packets (exchange_id, sha256, payload) VALUES "
+                  "(1, 'x', CAST('<Case><CitizenId>079203001234</CitizenId></Case>' "
                   "AS BLOB))")
     service = make_engine(f"sqlite:///{db}")
     held = service.connect()  # the running service: -wal and -shm exist, made by it
