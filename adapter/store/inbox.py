@@ -47,7 +47,7 @@ class Inbox(StoreBase):
             return {}
         now = utcnow()
         with self.engine.begin() as c:
-            new = dict(c.execute(self._insert(EX).on_conflict_do_nothing(
+            new: dict[str, int] = dict(c.execute(self._insert(EX).on_conflict_do_nothing(
                 index_elements=["packet_id"]).returning(EX.c.packet_id, EX.c.id), [dict(
                     packet_id=it.packet_id, kind=it.kind, route=route, direction="in",
                     peer=it.peer, source_key=it.packet_id, source_version=0,

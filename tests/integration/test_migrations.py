@@ -65,9 +65,17 @@ def fingerprint(engine, columns: dict[str, list[str]]) -> dict[str, tuple[int, s
     """Row count and a hash of every row of each kept table, over release 0.1.0's columns."""
     out = {}
     with engine.connect() as c:
+        rekeyed = "packet_id" not in {col["name"] for col in inspect(c).get_columns("packets")}
         for name, cols in columns.items():
             t = table(name, *map(column, cols))
-            rows = c.execute(select(t).order_by(*t.c)).all()
+            q = select(t).order_by(*t.c)
+            if name == "packets" and rekeyed:  # 0004: keyed by exchange id, same rows
+                x = table("exchanges", column("id"), column("packet_id"))
+                p = table("packets", column("exchange_id"), column("sha256"), column("payload"))
+                q = select(x.c.packet_id, p.c.sha256, p.c.payload).join(
+                    x, x.c.id == p.c.exchange_id).order_by(x.c.packet_id, p.c.sha256,
+                                                           p.c.payload)
+            rows = c.execute(q).all()
             out[name] = (len(rows), hashlib.sha256(repr([tuple(r) for r in rows]).encode())
                          .hexdigest())
     return out
@@ -687,3 +695,54 @@ def test_status_reads_only_and_refuses_a_database_that_is_behind(db_url, tmp_pat
     assert json.loads(r.stdout)["evidence"] == dict(
         entries=75, last_checkpoint=75, last_checkpoint_at="2026-12-01T00:18:44+00:00",
         unstamped=0)
+
+
+# ---- revision 0004: packet bytes keyed by exchange id --------------------------------------
+
+def test_0004_keys_packets_by_exchange_and_keeps_every_byte(db_url):
+    """Packets written under 0003 (keyed by packet id) are found by their exchange after the
+    upgrade, bytes and digest unchanged, and the two random-position indexes are gone."""
+    from alembic import command
+
+    engine = make_engine(db_url)
+    with engine.begin() as c:
+        command.upgrade(sv._config(c), "0003")
+        for ex_id in (7, 3, 11):  # inserted out of order: the copy goes in exchange order
+            add_exchange(c, ex_id, kind="case", payload=f"<p n='{ex_id}'/>".encode())
+        add_exchange(c, 5, kind="case")  # an exchange without bytes (inbound, not yet fetched)
+    sv.upgrade_to_head(engine)
+    with engine.connect() as c:
+        rows = c.execute(select(table("packets", column("exchange_id"), column("sha256"),
+                                      column("payload")))).all()
+        indexes = {ix["name"] for t in ("packets", "evidence")
+                   for ix in inspect(c).get_indexes(t)}
+    assert sorted((r[0], bytes(r[2])) for r in rows) == [
+        (n, f"<p n='{n}'/>".encode()) for n in (3, 7, 11)]
+    assert all(r[1] == hashlib.sha256(bytes(r[2])).hexdigest() for r in rows)
+    assert not {"ix_packets_sha256", "ix_evidence_packet_id"} & indexes
+    assert schema_differences(engine, sv.state_metadata()) == []
+
+
+def test_0004_carries_the_packet_grants_over_to_the_rebuilt_table(pg_url):
+    """PostgreSQL: the operator role's column grant on the old table (docs/operator-guide.md)
+    holds on the new one, `packet_id` becoming `exchange_id`; the bytes stay out of reach."""
+    import uuid
+
+    from alembic import command
+
+    role = f"op_{uuid.uuid4().hex[:10]}"
+    engine = make_engine(pg_url)
+    with engine.begin() as c:
+        command.upgrade(sv._config(c), "0003")
+        c.exec_driver_sql(f"CREATE ROLE {role}")
+        c.exec_driver_sql(f"GRANT SELECT (packet_id, sha256) ON packets TO {role}")
+    sv.upgrade_to_head(engine)
+    with engine.connect() as c:
+        def may(col: str) -> bool:
+            return c.exec_driver_sql(
+                f"SELECT has_column_privilege('{role}', 'packets', '{col}', 'SELECT')").scalar()
+
+        assert (may("exchange_id"), may("sha256"), may("payload")) == (True, True, False)
+        names = {r[0] for r in c.exec_driver_sql(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'packets'::regclass")}
+    assert names == {"packets_pkey", "packets_exchange_id_fkey"}
