@@ -50,6 +50,9 @@ ECDSA_SHA256 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256"
 DS = f"{{{DSIG_NS}}}"
 #: seconds a chain's verdict is kept (the leaf's own expiry is checked on every packet)
 CHAIN_CACHE_SECONDS = 300.0
+#: every Id attribute's value in the document (the reference must name exactly one element);
+#: plain strings, one XPath, five times cheaper than counting `//*[@Id=$id]` per packet
+_ID_VALUES = etree.XPath("//@Id", smart_strings=False)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,7 @@ class PlatformSignatureCheck:
         if not root_id or len(refs) != 1 or refs[0].get("URI") != f"#{root_id}":
             raise refuse("the signature must reference the packet root by its Id "
                          f"(expected URI=\"#{root_id}\")", where="Signature/SignedInfo/Reference")
-        if sum(1 for e in root.iter(etree.Element) if e.get("Id") == root_id) != 1:
+        if _ID_VALUES(root).count(root_id) != 1:
             raise refuse(f"Id {root_id!r} occurs more than once (ambiguous reference, a "
                          "wrapping attack)")
         ref = refs[0]
@@ -196,7 +199,7 @@ def _child(parent: etree._Element, name: str) -> etree._Element:
 
 
 def _inclusive_prefixes(node: etree._Element) -> list[str] | None:
-    inc = node.find(f"{{{EXC_C14N}}}InclusiveNamespaces")
+    inc = next(node.iterchildren(f"{{{EXC_C14N}}}InclusiveNamespaces"), None)
     return None if inc is None else (inc.get("PrefixList") or "").split() or None
 
 
