@@ -376,7 +376,7 @@ class SimulatorSection(_Section):
     port: int = Field(default=8741, ge=0, le=65535)
     db: str = "var/simulator.db"
     trust_anchors: list[str] = ["certs/dev/ca.crt"]
-    threads: int = Field(default=2, ge=1, le=64)
+    threads: int = Field(default=8, ge=1, le=64)
     #: serve HTTPS with this certificate and key (the dev PKI issues certs/dev/sim.crt).
     tls: bool = False
     tls_cert: str = "certs/dev/sim.crt"
