@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from adapter.store import evidence, recipients, states
 from adapter.store.base import StoreBase, utcnow
 from adapter.store.models import Attempt, Exchange, Packet
-from adapter.store.outbox import add_in
+from adapter.store.outbox import add_in, not_written
 from adapter.store.records import (
     Acknowledgement,
     InboundOutcome,
@@ -144,7 +144,7 @@ class Inbox(StoreBase):
                     .values({**{k: bindparam(k) for k in columns if k != "b_id"},
                              "attempts": EX.c.attempts + 1}))
             if c.execute(stmt, rows).rowcount != len(rows):
-                lost |= _not_written(c, rows, now)
+                lost |= not_written(c, rows, now)
         for i in sorted(lost):
             log.warning("exchange %s: its outcome was not recorded, it was no longer pending "
                         "(another instance concluded it first); its attempt is recorded", i)
@@ -204,13 +204,3 @@ class Inbox(StoreBase):
             if ex_id is None or not recipients.addressed(c, ex_id, report.organ_id):
                 return None
             return recipients.record(c, ex_id, report, utcnow(), with_evidence=self.evidence)
-
-
-def _not_written(c: Connection, rows: list[dict], now: dt.datetime) -> set[int]:
-    """Which rows of an executemany the state condition refused: those not showing the
-    state and time we wrote (inside the same transaction, so what we wrote is visible)."""
-    found = {r.id: r for r in c.execute(select(EX.c.id, EX.c.state, EX.c.updated_at).where(
-        EX.c.id.in_([r["b_id"] for r in rows])))}
-    return {r["b_id"] for r in rows
-            if (f := found.get(r["b_id"])) is None or f.state != r["state"]
-            or f.updated_at != now}

@@ -143,7 +143,7 @@ class Outbox(StoreBase):
                         .values({k: bindparam(k) for k in columns if not k.startswith("b_")}))
                 written = c.execute(stmt, rows).rowcount
                 if written != len(rows):
-                    lost |= _not_written(c, rows, now)
+                    lost |= not_written(c, rows, now)
             attempts = [dict(exchange_id=o.exchange_id, number=claimed[o.exchange_id].number,
                              started_at=o.started_at, duration_ms=o.duration_ms,
                              outcome=o.outcome, error=o.error, instance=owner)
@@ -239,9 +239,10 @@ def _outcome_values(o: AttemptOutcome, ex: ClaimedExchange, policy: states.Retry
     return values
 
 
-def _not_written(c: Connection, rows: list[dict], now: dt.datetime) -> set[int]:
-    """Which rows of an executemany the lease condition refused: those not showing the
-    state and time we wrote (inside the same transaction, so what we wrote is visible)."""
+def not_written(c: Connection, rows: list[dict], now: dt.datetime) -> set[int]:
+    """Which rows of an executemany the lease or state condition refused: those not
+    showing the state and time we wrote (inside the same transaction, so what we wrote is
+    visible). Rows carry the exchange id as `b_id` and the state written as `state`."""
     found = {r.id: r for r in c.execute(select(EX.c.id, EX.c.state, EX.c.updated_at).where(
         EX.c.id.in_([r["b_id"] for r in rows])))}
     return {r["b_id"] for r in rows

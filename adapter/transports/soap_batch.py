@@ -126,15 +126,8 @@ class BatchSubmitter:
     def submit_many(self, items: list[SubmitItem]) -> list[ItemOutcome]:
         """Per-item outcomes; raises TransportError or RejectedByPeer when the whole call
         failed (as the zeep path does)."""
-        try:
-            resp = self.session.post(self.op.address, data=self.envelope(items),
-                                     headers=self._headers, timeout=self.timeout)
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(f"timed out: {exc.__class__.__name__}") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise TransportError(f"cannot reach platform: {_short(exc)}") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"HTTP error: {_short(exc)}") from None
+        resp = post_envelope(self.session, self.op.address, self.envelope(items),
+                             self._headers, self.timeout)
         return self.outcomes(items, resp.status_code, resp.content)
 
     def outcomes(self, items: list[SubmitItem], status: int, content: bytes
@@ -222,6 +215,21 @@ def _datetime(text: str) -> dt.datetime | None:
         return dt.datetime.fromisoformat(text.strip())
     except ValueError:
         return None
+
+
+def post_envelope(session: requests.Session, address: str, envelope: bytes,
+                  headers: dict[str, str], timeout: float | tuple[float, float]
+                  ) -> requests.Response:
+    """POST one SOAP envelope; what goes wrong on the way is a TransportError, as on the
+    zeep path (the answer's status and faults are the caller's to read)."""
+    try:
+        return session.post(address, data=envelope, headers=headers, timeout=timeout)
+    except requests.exceptions.Timeout as exc:
+        raise TransportError(f"timed out: {exc.__class__.__name__}") from None
+    except requests.exceptions.ConnectionError as exc:
+        raise TransportError(f"cannot reach platform: {_short(exc)}") from None
+    except requests.exceptions.RequestException as exc:
+        raise TransportError(f"HTTP error: {_short(exc)}") from None
 
 
 def _short(exc: Exception) -> str:

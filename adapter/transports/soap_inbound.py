@@ -22,9 +22,14 @@ from xml.sax.saxutils import escape
 import requests
 from lxml import etree
 
-from adapter.errors import TransportError
 from adapter.transports.base import Ack, FetchedPacket, PendingPacket
-from adapter.transports.soap_batch import SOAP_NS, BatchOperation, BatchSubmitter, UnsupportedWsdl
+from adapter.transports.soap_batch import (
+    SOAP_NS,
+    BatchOperation,
+    BatchSubmitter,
+    UnsupportedWsdl,
+    post_envelope,
+)
 
 #: what each operation's request and answer items hold, in order (the contract's shape).
 LIST_REQUEST = ("recipient", "max")
@@ -104,15 +109,8 @@ class _Call:
 
     def call(self, body: str) -> list[list[str]]:
         """Per answer item, its fields' texts in the contract's order."""
-        try:
-            resp = self.session.post(self.shape.operation.address, data=self.envelope(body),
-                                     headers=self._headers, timeout=self.timeout)
-        except requests.exceptions.Timeout as exc:
-            raise TransportError(f"timed out: {exc.__class__.__name__}") from None
-        except requests.exceptions.ConnectionError as exc:
-            raise TransportError(f"cannot reach platform: {_short(exc)}") from None
-        except requests.exceptions.RequestException as exc:
-            raise TransportError(f"HTTP error: {_short(exc)}") from None
+        resp = post_envelope(self.session, self.shape.operation.address,
+                             self.envelope(body), self._headers, self.timeout)
         return self.items(resp.status_code, resp.content)
 
     def items(self, status: int, content: bytes) -> list[list[str]]:
@@ -186,7 +184,3 @@ def _text(value: str) -> str:
     """Element content: escaped, and any character XML cannot carry replaced."""
     return escape(_NOT_XML.sub("\ufffd", value))
 
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 200 else text[:197] + "..."
