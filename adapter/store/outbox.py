@@ -144,6 +144,9 @@ class Outbox(StoreBase):
                 written = c.execute(stmt, rows).rowcount
                 if written != len(rows):
                     lost |= not_written(c, rows, now)
+            recipients.settle_answered(c, [o.exchange_id for o in outcomes
+                                           if o.outcome == "sent"
+                                           and o.exchange_id not in lost], now)
             attempts = [dict(exchange_id=o.exchange_id, number=claimed[o.exchange_id].number,
                              started_at=o.started_at, duration_ms=o.duration_ms,
                              outcome=o.outcome, error=o.error, instance=owner)

@@ -112,6 +112,25 @@ def record(c: Connection, ex_id: int, st: ReportedStatus, now: dt.datetime, *,
     return StatusRecorded(ex_id, bool(done))
 
 
+def settle_answered(c: Connection, ex_ids: list[int], now: dt.datetime) -> list[int]:
+    """Documents just recorded as SENT whose recipients have all settled already: their
+    answers can arrive before our own send is recorded (a recipient that answers at once,
+    or a crash between the send and its record), and `record` then left the document to
+    the send. Without this step such a document would wait in SENT for ever."""
+    if not ex_ids:
+        return []
+    unsettled = select(RC.c.id).where(RC.c.exchange_id == EX.c.id, RC.c.settled.is_(None))
+    addressed = select(RC.c.id).where(RC.c.exchange_id == EX.c.id)
+    ready = [r[0] for r in c.execute(select(EX.c.id).where(
+        EX.c.id.in_(ex_ids), EX.c.state == State.SENT, addressed.exists(),
+        ~unsettled.exists()))]
+    if ready:
+        states.check(State.SENT, State.DELIVERED)
+        c.execute(update(EX).where(EX.c.id.in_(ready), EX.c.state == State.SENT)
+                  .values(state=State.DELIVERED, delivered_at=now))
+    return ready
+
+
 def timelines(c: Connection, ex_id: int) -> list[RecipientTimeline]:
     """Every recipient with its reports in the order received (and any organisation that
     reported without being addressed, last)."""

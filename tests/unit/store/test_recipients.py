@@ -49,3 +49,39 @@ def test_a_later_report_does_not_undo_a_refusal_and_unknown_documents_are_none(s
     # only an addressee reports for itself
     assert _report(state_store, "000.00.09.H09", "03") is None
     assert "000.00.09.H09" not in {r.organ_id for r in state_store.recipients_of(ex_id)}
+
+
+def test_answers_that_arrive_before_our_send_is_recorded_deliver_it_when_it_is(state_store):
+    """A recipient may answer before our own send is recorded (the demo's simulated courts
+    answer during the send call; a crash between send and record does the same): the
+    answers settle the recipients, and recording the send then delivers the document
+    instead of leaving it in SENT for ever."""
+    state_store.add_exchanges("docs", [NewExchange("00000000-0000-0000-0000-000000000001",
+                                                   "edoc", "QD-1", 1, None,
+                                                   payload=b"<edXML/>", document_id=DOC,
+                                                   recipients=ORGS)], None)
+    claimed = {c.id: c for c in state_store.claim("docs", limit=1, lease_seconds=60)}
+    (ex_id,) = claimed
+    for org in ORGS:  # every answer while the exchange is still SENDING
+        assert _report(state_store, org, "03").delivered is False
+    assert state_store.get(str(ex_id)).state == State.SENDING
+    state_store.record_outcomes([AttemptOutcome(ex_id, utcnow(), 1, "sent",
+                                                receipt_status="queued",
+                                                platform_message_id="D1")],
+                                claimed, RetryPolicy())
+    assert state_store.get(str(ex_id)).state == State.DELIVERED
+
+
+def test_a_send_recorded_with_a_recipient_still_silent_stays_sent(state_store):
+    state_store.add_exchanges("docs", [NewExchange("00000000-0000-0000-0000-000000000002",
+                                                   "edoc", "QD-2", 1, None,
+                                                   payload=b"<edXML/>", document_id=DOC,
+                                                   recipients=ORGS)], None)
+    claimed = {c.id: c for c in state_store.claim("docs", limit=1, lease_seconds=60)}
+    (ex_id,) = claimed
+    for org in ORGS[:2]:
+        _report(state_store, org, "03")
+    state_store.record_outcomes([AttemptOutcome(ex_id, utcnow(), 1, "sent")], claimed,
+                                RetryPolicy())
+    assert state_store.get(str(ex_id)).state == State.SENT
+    assert _report(state_store, ORGS[2], "03").delivered is True
