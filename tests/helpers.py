@@ -67,3 +67,36 @@ def install_roles_file(monkeypatch, directory, group: str | None = None, *, mode
     monkeypatch.setattr(adapter.roles, "SYSTEM_ROLES_FILE", f)
     monkeypatch.setattr(adapter.roles, "ROOT_UID", os.getuid())
     return f
+
+
+# ---- a canned SOAP platform (the batch and inbound fast paths' tests) --------------------
+
+SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+LGSP_TNS = "urn:thads-adapter:lgsp:1"
+
+
+def soap_envelope(body: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP_ENV}">'
+            f"<soap:Body>{body}</soap:Body></soap:Envelope>").encode()
+
+
+def soap_fault(who: str, detail: bool = True, code: str = "BUSINESS_REJECTED",
+               retryable: str = "false") -> bytes:
+    pf = (f'<detail><PlatformFault xmlns="{LGSP_TNS}"><code>{code}</code><reason>no such '
+          f"recipient</reason><retryable>{retryable}</retryable></PlatformFault></detail>"
+          if detail else "")
+    return soap_envelope(f"<soap:Fault><faultcode>soap:{who}</faultcode>"
+                         f"<faultstring>fault string</faultstring>{pf}</soap:Fault>")
+
+
+class CannedPlatform:
+    """A platform that answers whatever the test sets, over real HTTP."""
+
+    def __init__(self) -> None:
+        self.status, self.body = "200 OK", b""
+
+    def __call__(self, environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response(self.status, [("Content-Type", "text/xml; charset=utf-8"),
+                                     ("Content-Length", str(len(self.body)))])
+        return [self.body]

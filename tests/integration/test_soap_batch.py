@@ -15,7 +15,10 @@ from adapter.transports.lgsp import LgspTransport
 from adapter.transports.soap_batch import BatchSubmitter, wsdl_schema
 from adapter.xml.safe import parse_untrusted, serialize
 from tests.conftest import serve_wsgi
+from tests.helpers import CannedPlatform as Canned
 from tests.helpers import N, build_packet
+from tests.helpers import soap_envelope as _envelope
+from tests.helpers import soap_fault as _fault
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 TNS = "urn:thads-adapter:lgsp:1"
@@ -95,10 +98,6 @@ def test_same_outcomes_as_zeep_from_the_simulator(settings, sim, signer):
 
 # ---- canned answers ----------------------------------------------------------------------
 
-def _envelope(body: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP}">'
-            f"<soap:Body>{body}</soap:Body></soap:Envelope>").encode()
-
 
 def _receipt(pid: str, status: str = "accepted") -> str:
     return (f"<receipt><platformMessageId>M-{pid[:8]}</platformMessageId>"
@@ -119,26 +118,6 @@ def _answer(results: list[tuple[str, str]]) -> bytes:
                      "</SubmitPacketBatchResponse>")
 
 
-def _fault(who: str, detail: bool = True, code: str = "BUSINESS_REJECTED",
-           retryable: str = "false") -> bytes:
-    pf = (f'<detail><PlatformFault xmlns="{TNS}"><code>{code}</code><reason>no such '
-          f"recipient</reason><retryable>{retryable}</retryable></PlatformFault></detail>"
-          if detail else "")
-    return _envelope(f"<soap:Fault><faultcode>soap:{who}</faultcode>"
-                     f"<faultstring>fault string</faultstring>{pf}</soap:Fault>")
-
-
-class Canned:
-    """A platform that answers whatever the test sets, over real HTTP."""
-
-    def __init__(self) -> None:
-        self.status, self.body = "200 OK", b""
-
-    def __call__(self, environ, start_response):
-        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        start_response(self.status, [("Content-Type", "text/xml; charset=utf-8"),
-                                     ("Content-Length", str(len(self.body)))])
-        return [self.body]
 
 
 @pytest.fixture

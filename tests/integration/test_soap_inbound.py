@@ -17,6 +17,9 @@ from adapter.transports.soap_batch import SOAP_NS, wsdl_schema
 from adapter.transports.soap_inbound import InboundCalls
 from adapter.xml.safe import parse_untrusted
 from tests.conftest import serve_wsgi
+from tests.helpers import CannedPlatform as Canned
+from tests.helpers import soap_envelope as _envelope
+from tests.helpers import soap_fault as _fault
 
 TNS = "urn:thads-adapter:lgsp:1"
 ME = "000.00.00.G15"
@@ -86,10 +89,6 @@ def test_same_results_as_zeep_from_the_simulator(settings, sim):
 
 # ---- canned answers ----------------------------------------------------------------------
 
-def _envelope(body: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?><soap:Envelope xmlns:soap="{SOAP_NS}">'
-            f"<soap:Body>{body}</soap:Body></soap:Envelope>").encode()
-
 
 def _listing(items: list[tuple[str, str, str, str]]) -> bytes:
     inner = "".join(f"<item><packetId>{p}</packetId><kind>{k}</kind><sender>{s}</sender>"
@@ -115,26 +114,6 @@ def _acked(results: list[tuple[str, str]]) -> bytes:
                      "</AcknowledgePacketResponse>")
 
 
-def _fault(who: str, detail: bool = True, code: str = "BUSINESS_REJECTED",
-           retryable: str = "false") -> bytes:
-    pf = (f'<detail><PlatformFault xmlns="{TNS}"><code>{code}</code><reason>no such '
-          f"recipient</reason><retryable>{retryable}</retryable></PlatformFault></detail>"
-          if detail else "")
-    return _envelope(f"<soap:Fault><faultcode>soap:{who}</faultcode>"
-                     f"<faultstring>fault string</faultstring>{pf}</soap:Fault>")
-
-
-class Canned:
-    """A platform that answers whatever the test sets, over real HTTP."""
-
-    def __init__(self) -> None:
-        self.status, self.body = "200 OK", b""
-
-    def __call__(self, environ, start_response):
-        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        start_response(self.status, [("Content-Type", "text/xml; charset=utf-8"),
-                                     ("Content-Length", str(len(self.body)))])
-        return [self.body]
 
 
 @pytest.fixture
