@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -231,14 +232,22 @@ def pg_server() -> Iterator[str]:
     _run([*run_as, _pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
           "-E", "UTF8", "--locale=C.UTF-8"])
     log = base / "pg.log"
+    stop = [*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]
+    # pg_ctl detaches the server from us: a guard in its own session stops it when this
+    # process is gone however it ended (its end of the pipe closes even on SIGKILL)
+    guard = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; sys.stdin.read(); "
+         "subprocess.run(sys.argv[1:], capture_output=True)", *stop],
+        stdin=subprocess.PIPE, start_new_session=True)
     _run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
           f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off "
           "-c max_connections=300", "start"])
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
     finally:
-        subprocess.run([*run_as, _pg_bin("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(stop, capture_output=True)
+        guard.kill()
+        guard.wait(10)
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -62,6 +62,8 @@ class FieldSpec:
     rows: str | None = None       # repeating group: the record key holding child rows
     min_rows: int = 0
     children: list[FieldSpec] = field(default_factory=list)
+    #: `path` as Clark-notation tags, split once: building a packet walks them per field
+    tags: tuple[str, ...] = ()
 
     @property
     def reverse_codes(self) -> dict[str, str] | None:
@@ -83,6 +85,7 @@ class PacketMapping:
             self.kind: str = spec["kind"]
             self.root: str = spec["packet"]
             self.namespace: str = spec["namespace"]
+            self._ns = f"{{{self.namespace}}}"
             own = spec.get("codes") or {}
             clash = sorted(set(own) & set(codes))
             if clash:
@@ -91,7 +94,6 @@ class PacketMapping:
             self.fields = [self._compile(f, {**codes, **own}) for f in spec["fields"]]
         except KeyError as exc:
             raise MappingError(f"mapping file lacks {exc.args[0]!r}", packet=source) from None
-        self._ns = f"{{{self.namespace}}}"
         self._paths: dict[str, str] = {}
 
     @property
@@ -100,10 +102,12 @@ class PacketMapping:
         return self._ns + self.root
 
     def _compile(self, f: dict[str, Any], codes: dict[str, dict[str, str]]) -> FieldSpec:
+        tags = tuple(self._ns + part for part in f["path"].split("/"))
         if "rows" in f:
             return FieldSpec(path=f["path"], column=f["rows"], type=FIELD_TYPES["text"],
                              type_name="rows", rows=f["rows"], min_rows=int(f.get("min", 0)),
-                             children=[self._compile(c, codes) for c in f["fields"]])
+                             children=[self._compile(c, codes) for c in f["fields"]],
+                             tags=tags)
         type_name = f.get("type", "text")
         if type_name not in FIELD_TYPES:
             raise MappingError(f"unknown type {type_name!r} for {f['path']}", packet=self.source)
@@ -114,7 +118,8 @@ class PacketMapping:
             code_map = {str(k): str(v) for k, v in codes[f["codes"]].items()}
         return FieldSpec(path=f["path"], column=f["column"], type=FIELD_TYPES[type_name],
                          type_name=type_name, required=bool(f.get("required", False)),
-                         codes=code_map, codes_name=f.get("codes"), amount_of=f.get("of"))
+                         codes=code_map, codes_name=f.get("codes"), amount_of=f.get("of"),
+                         tags=tags)
 
     # ---- row -> XML ------------------------------------------------------------------
 
@@ -137,26 +142,32 @@ class PacketMapping:
                                where=None)
         return root
 
-    def _child(self, parent: etree._Element, path: str, *,
-               new_last: bool = False) -> etree._Element:
-        node = parent
-        parts = path.split("/")
-        for i, part in enumerate(parts):
-            tag = self._ns + part
-            last = node[-1] if len(node) else None
-            if new_last and i == len(parts) - 1:
-                node = etree.SubElement(node, tag)
-            elif last is not None and last.tag == tag:
-                node = last
-            else:
-                node = etree.SubElement(node, tag)
+    @staticmethod
+    def _child(parent: etree._Element, open_path: list[tuple[str, etree._Element]],
+               tags: tuple[str, ...]) -> etree._Element:
+        """The element at `tags` below `parent`: each step reuses the last child when it has
+        that tag (fields come in schema order), else appends one.
+
+        `open_path` is the chain of elements the previous field of `parent` went through,
+        which are the last children at each level (nothing was appended since): comparing
+        tags with it gives the same elements as asking lxml for each last child, without
+        building the tag strings lxml returns."""
+        n, limit = 0, min(len(open_path), len(tags))
+        while n < limit and open_path[n][0] == tags[n]:
+            n += 1
+        del open_path[n:]
+        node = open_path[-1][1] if open_path else parent
+        for tag in tags[n:]:
+            node = etree.SubElement(node, tag)
+            open_path.append((tag, node))
         return node
 
     def _fill(self, parent: etree._Element, specs: list[FieldSpec], record: dict[str, Any],
               errors: list[str], prefix: str) -> None:
+        open_path: list[tuple[str, etree._Element]] = []
         for spec in specs:
-            label = f"{prefix}{spec.column}"
             if spec.rows:
+                label = f"{prefix}{spec.column}"
                 rows = record.get(spec.rows) or []
                 if len(rows) < spec.min_rows:
                     errors.append(f"field {label}: at least {spec.min_rows} required, "
@@ -164,18 +175,20 @@ class PacketMapping:
                     continue
                 if not rows:
                     continue
-                container, _, leaf = spec.path.rpartition("/")
-                holder = self._child(parent, container) if container else parent
+                holder = self._child(parent, open_path, spec.tags[:-1])
+                leaf = spec.tags[-1]
                 for i, row in enumerate(rows):
-                    item = self._child(holder, leaf, new_last=True)
+                    item = etree.SubElement(holder, leaf)
                     self._fill(item, spec.children, row, errors, prefix=f"{label}[{i}].")
+                open_path.append((leaf, item))  # the last item is the holder's last child
                 continue
             value = record.get(spec.column)
             if spec.amount_of is not None:
-                value = self._amount_words(value, record.get(spec.amount_of), errors, label)
+                value = self._amount_words(value, record.get(spec.amount_of), errors,
+                                           f"{prefix}{spec.column}")
             if value is None or (isinstance(value, str) and not value.strip()):
                 if spec.required:
-                    errors.append(f"field {label}: required, but empty")
+                    errors.append(f"field {prefix}{spec.column}: required, but empty")
                 continue
             try:
                 if spec.codes is not None:
@@ -186,9 +199,9 @@ class PacketMapping:
                 else:
                     text = spec.type.to_xml(value)
             except FieldValueError as exc:
-                errors.append(f"field {label}: {exc}")
+                errors.append(f"field {prefix}{spec.column}: {exc}")
                 continue
-            self._child(parent, spec.path).text = text
+            self._child(parent, open_path, spec.tags).text = text
 
     @staticmethod
     def _amount_words(words: Any, amount: Any, errors: list[str], label: str) -> Any:

@@ -23,11 +23,18 @@ _VNI_MARKS = set("øöïñëäåûüØÖÏÑËÄÅÛÜ")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
+#: a Latin-1 or Latin Extended letter that is not Vietnamese (one C scan finds the first)
+_NOT_VIETNAMESE = re.compile("[" + "".join(
+    re.escape(chr(c)) for c in range(0x80, 0x250) if chr(c) not in VIETNAMESE_LETTERS) + "]")
+
+
 def legacy_encoding_reason(text: str) -> str | None:
     """Why `text` looks like legacy TCVN3/VNI (or holds control characters), else None."""
     control = _CONTROL.search(text)
     if control:
         return f"control character U+{ord(control.group()):04X} in text"
+    if text.isascii() or not _NOT_VIETNAMESE.search(text):
+        return None
     odd = [ch for ch in text if "\u0080" <= ch <= "\u024f" and ch not in VIETNAMESE_LETTERS]
     if not odd:
         return None

@@ -102,11 +102,18 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None,
 
 def start_child(settings: Settings, *, config_file: str, timeout: float = 30.0,
                 log: Path | None = None) -> subprocess.Popen:
-    """Start `thads-adapter sim` as a child process (the other core) and wait until healthy."""
+    """Start `thads-adapter sim` as a child process (the other core) and wait until healthy.
+
+    The child dies with this process (lifeline.py), as the one `run` starts does: a test or
+    benchmark that crashes or is killed leaves no simulator holding its port. Call it from
+    a thread that lives as long as the child must (the kernel watches the starting thread)."""
+    from adapter.service.lifeline import PARENT_ENV
+
     cfg = settings.simulator
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "adapter", "--config", config_file, "sim"],
-                            stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+                            stdout=out, stderr=subprocess.STDOUT,
+                            env={**os.environ, PARENT_ENV: str(os.getpid())})
     scheme = "https" if cfg.tls else "http"
     url = f"{scheme}://{cfg.host}:{cfg.port}/health"
     deadline = time.monotonic() + timeout

@@ -191,11 +191,17 @@ class SchemaRegistry:
         self._lock = threading.Lock()
         #: attributes validated with stand-in values, by namespace (see the module's text)
         self._id_names: dict[str, frozenset[str]] = {}
+        #: the elements that carry one of them, found in C (a Python walk over every
+        #: element cost as much as the validation itself)
+        self._id_holders: dict[str, etree.XPath] = {}
         by_ns: dict[str, list[Path]] = {}
         for f in dict.fromkeys(Path(f).resolve() for f in files):
             by_ns.setdefault(_target_namespace(f), []).append(f)
         for ns, group in by_ns.items():
-            self._id_names[ns] = id_attributes(group)
+            self._id_names[ns] = names = id_attributes(group)
+            if names:  # xs:ID names are NCNames: nothing to quote in the expression
+                self._id_holders[ns] = etree.XPath("descendant-or-self::*[" + " or ".join(
+                    f"@{n}" for n in sorted(names)) + "]")
             if len(group) == 1:
                 self._sources[ns] = group[0]
                 self._lxml[ns] = etree.XMLSchema(etree.parse(str(group[0]), _XSD_PARSER))
@@ -238,7 +244,9 @@ class SchemaRegistry:
             return root
         stand_in = copy.deepcopy(root)
         seen: dict[str, str] = {}
-        for el in stand_in.iter(etree.Element):
+        holders = self._id_holders[ns](stand_in)
+        assert isinstance(holders, list)
+        for el in holders:
             for name in names:
                 value = el.get(name)
                 if value is not None and _PLAIN_NCNAME.fullmatch(value):

@@ -245,6 +245,34 @@ def test_sigkill_leaves_no_child_behind(demo):
     assert port_free(sim_port)  # the next demo cannot talk to an old simulator
 
 
+def test_a_simulator_started_by_a_test_or_benchmark_dies_when_its_starter_is_killed(
+        tmp_path, pki):
+    """`start_child` is how benchmarks start the simulator: a benchmark killed (or crashed
+    in its own start-up) left the simulator running and holding its port."""
+    sim_port = free_port()
+    cfg = write_config(tmp_path, pki, sim_port=sim_port)
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from adapter.config import load_settings\n"
+        "from adapter.sim.server import start_child\n"
+        f"sim = start_child(load_settings({str(cfg)!r}), config_file={str(cfg)!r})\n"
+        "print(sim.pid, flush=True)\n"
+        "time.sleep(600)\n")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert starter.stdout is not None
+        sim_pid = int(starter.stdout.readline())
+        assert alive(sim_pid) and not port_free(sim_port)
+    finally:
+        starter.send_signal(signal.SIGKILL)
+        starter.wait(10)
+    # the leader shows as a zombie while its other threads still exit and close the socket
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (alive(sim_pid) or not port_free(sim_port)):
+        time.sleep(0.1)
+    assert not alive(sim_pid)
+    assert port_free(sim_port)
+
+
 # ---- our own certificate revoked -----------------------------------------------------------
 
 def test_our_revoked_certificate_stops_signing_and_says_so(tmp_path, pki):
