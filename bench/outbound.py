@@ -11,7 +11,8 @@ main process + sign workers read from /proc; the simulator's CPU is not counted)
 With `--softhsm`, one more batched run signs with the same key imported into a SoftHSM2
 token (PKCS#11, each sign worker with its own session) and prints `outbound_cpu_ratio_softhsm=`.
 
-    python bench/outbound.py [--cases 2000] [--sign-workers 1] [--concurrency 8] [--softhsm]
+    python bench/outbound.py [--cases 2000] [--sign-workers 1] [--concurrency 8] [--repeats 3]
+                             [--softhsm]
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--batch", type=int, default=200, help="exchanges claimed per round")
     ap.add_argument("--submit-batch", type=int, default=50, help="packets per batch call")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="batched runs; the cpu ratio takes their median")
     ap.add_argument("--skip-single", action="store_true",
                     help="do not measure the one-packet-per-call mode")
     ap.add_argument("--softhsm", action="store_true",
@@ -161,19 +164,34 @@ def main() -> int:
         single = run(args, batch=False)
         if single.code:
             return single.code
-    res = run(args, batch=True)
-    if res.code:
-        return res.code
+    # a run of a few seconds shares two cores with the simulator: its CPU per packet moves
+    # by ±6% from run to run, so the batched run is repeated and the median taken
+    runs = []
+    for _ in range(max(1, args.repeats)):
+        runs.append(run(args, batch=True))
+        if runs[-1].code:
+            return runs[-1].code
+    res = sorted(runs, key=lambda r: r.adapter_cpu)[len(runs) // 2]
+    if len(runs) > 1:
+        print(f"[batches of {args.submit_batch}] median of {len(runs)} runs: adapter cpu per "
+              f"packet {res.adapter_cpu * 1000:.3f} ms (runs: "
+              + ", ".join(f"{r.adapter_cpu * 1000:.3f}" for r in runs) + ")")
+    hsm = run(args, batch=True, softhsm=True) if args.softhsm else None
+    if hsm is not None and hsm.code:
+        return hsm.code
+    # this machine's speed drifts by 10-20% over minutes (other guests share the host):
+    # the reference is measured again after the runs and the ratios divide by the mean
+    raw_cpu_after = raw_rsa_sign_cpu()
+    print(f"reference again after the runs: {raw_cpu_after * 1000:.3f} ms CPU per signature "
+          f"(before: {raw_cpu * 1000:.3f}); the cpu ratios use the mean")
+    raw_cpu = (raw_cpu + raw_cpu_after) / 2
     print(OUTBOUND_CPU_FORMULA)
     if single is not None:
         print(f"outbound_ratio_single_call={single.pps / raw:.3f}")
         print(f"outbound_cpu_ratio_single_call={raw_cpu / single.adapter_cpu:.3f}")
     print(f"outbound_ratio={res.pps / raw:.3f}")
     print(f"outbound_cpu_ratio={raw_cpu / res.adapter_cpu:.3f}")
-    if args.softhsm:
-        hsm = run(args, batch=True, softhsm=True)
-        if hsm.code:
-            return hsm.code
+    if hsm is not None:
         print(f"outbound_cpu_ratio_softhsm={raw_cpu / hsm.adapter_cpu:.3f}")
     return 0
 

@@ -109,11 +109,12 @@ class Outbox(StoreBase):
             ).all())
             if not rows:
                 return []
-            payloads = dict(c.execute(select(PK.c.exchange_id, PK.c.payload).where(
-                PK.c.exchange_id.in_([r[0] for r in rows]))).all())
+            payloads = {i: (p, h) for i, p, h in c.execute(
+                select(PK.c.exchange_id, PK.c.payload, PK.c.sha256).where(
+                    PK.c.exchange_id.in_([r[0] for r in rows])))}
         rows.sort(key=lambda r: r[0])
-        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payloads[r[0]], r[5])
-                for r in rows]
+        return [ClaimedExchange(r[0], r[1], r[2], r[3], r[4], payload=payloads[r[0]][0],
+                                number=r[5], sha256=payloads[r[0]][1]) for r in rows]
 
     def record_outcomes(self, outcomes: Sequence[AttemptOutcome],
                         claimed: dict[int, ClaimedExchange], policy: states.RetryPolicy,
@@ -159,8 +160,7 @@ class Outbox(StoreBase):
                 {k: v for k, v in dict(outcome=o.outcome, error=o.error,
                                        platform_message_id=o.platform_message_id,
                                        receipt_status=o.receipt_status,
-                                       sha256=hashlib.sha256(
-                                           claimed[o.exchange_id].payload).hexdigest()
+                                       sha256=_digest(claimed[o.exchange_id])
                                        ).items() if v is not None})
                 for o in outcomes], enabled=self.evidence)
         for i in sorted(lost):
@@ -220,6 +220,11 @@ class Outbox(StoreBase):
             return c.execute(update(EX).where(*cond).values(
                 state=State.PENDING, lease_owner=None, lease_expires_at=None,
                 updated_at=utcnow())).rowcount
+
+
+def _digest(ex: ClaimedExchange) -> str:
+    """The payload's SHA-256: as stored beside it (computed once, when it was built)."""
+    return ex.sha256 or hashlib.sha256(ex.payload).hexdigest()
 
 
 def _outcome_values(o: AttemptOutcome, ex: ClaimedExchange, policy: states.RetryPolicy,
@@ -287,9 +292,10 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
     #: the new rows' ids come back with the insert: no second query to look them up
     ids: dict[str, int] = {pid: i for pid, i in res}
     fresh = [it for it in items if it.packet_id in ids]
-    blobs = [dict(exchange_id=ids[it.packet_id], payload=it.payload,
-                  sha256=hashlib.sha256(it.payload).hexdigest())
-             for it in fresh if it.payload is not None]
+    digests = {it.packet_id: hashlib.sha256(it.payload).hexdigest()
+               for it in fresh if it.payload is not None}
+    blobs = [dict(exchange_id=ids[pid], payload=it.payload, sha256=digests[pid])
+             for it in fresh if (pid := it.packet_id) in digests]
     if blobs:
         c.execute(insert(PK), blobs)
     recipients.add(c, [(ids[it.packet_id], o) for it in fresh for o in it.recipients])
@@ -299,6 +305,6 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
         "valid" if it.payload is not None else None,
         {"source_key": it.source_key, "source_version": it.source_version,
          **({"recipients": list(it.recipients)} if it.recipients else {}),
-         **({"error": it.error} if it.error else {})})
+         **({"error": it.error} if it.error else {})}, digests.get(it.packet_id))
         for it in fresh], enabled=with_evidence)
     return len(ids)

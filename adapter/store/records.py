@@ -34,6 +34,8 @@ class ClaimedExchange:
     payload: bytes
     #: the attempt's number in the exchange's whole history
     number: int = 0
+    #: the payload's SHA-256 as stored with it (hex): the evidence names the bytes by it
+    sha256: str = ""
 
 
 @dataclass(frozen=True)
