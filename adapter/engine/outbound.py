@@ -62,7 +62,13 @@ class OutboundEngine:
             if ctx.stopping.is_set():
                 break
             ids = {packet_id(r.kind, r.key, r.version): r for r in batch}
-            known = ctx.store.existing_packet_ids(list(ids))
+            # only records at or before the stored cursor (the lookback window) can have
+            # been prepared already: the cursor moves in the transaction that adds their
+            # exchanges. The rest are new, and a race with another instance is settled by
+            # the insert, which ignores a packet id it already has. (Each id looked up is
+            # a read at a random place of the largest index.)
+            known = ctx.store.existing_packet_ids(
+                [pid for pid, r in ids.items() if r.cursor <= start])
             todo = [r for pid, r in ids.items() if pid not in known]
             built = ctx.build_many(todo, route.recipient or "")
             position = max(batch[-1].cursor, start).encode()
