@@ -79,8 +79,13 @@ class ChangeReader:
 
     def read(self, after: SourceCursor) -> list[SourceRecord]:
         t, spec = self.table, self.spec
-        cond = or_(t.c.updated_at > after.updated_at,
-                   and_(t.c.updated_at == after.updated_at, t.c.id > after.row_id))
+        # `updated_at > u OR (updated_at = u AND id > i)` alone is, to SQLite, a scan of the
+        # index from its first entry (it cannot see that both u are one value): each batch
+        # then cost more than the one before (1.6 ms at the start of 100,000 cases, 11 ms at
+        # 90,000). The leading `updated_at >= u` is a range every database seeks to; the OR
+        # only drops the rows of that same instant already read.
+        cond = and_(t.c.updated_at >= after.updated_at,
+                    or_(t.c.updated_at > after.updated_at, t.c.id > after.row_id))
         q = select(t).where(cond).order_by(t.c.updated_at, t.c.id).limit(self.batch_size)
         with self.engine.connect() as c:
             rows = [dict(r._mapping) for r in c.execute(q)]
