@@ -468,6 +468,8 @@ def main(argv: list[str] | None = None) -> int:
                     "about 11 KB per packet of state")
     args = ap.parse_args(argv)
     if args.drive:
+        if args.progress is None:
+            ap.error("--drive needs --progress FILE (where the driver writes its counts)")
         return drive(args.drive, args.progress)
     if args.quick:
         args.cases = 3000

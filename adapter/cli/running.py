@@ -125,22 +125,17 @@ def cmd_run(args) -> int:
 
 def _start_simulator(s):
     """The embedded simulator, on a port no one else holds, set to die with us."""
-    import os
-
-    from adapter.service.lifeline import PARENT_ENV, ensure_port_free
+    from adapter.service.lifeline import ensure_port_free
     from adapter.sim.server import start_child
 
     ensure_port_free(s.simulator.host, s.simulator.port, "the embedded simulator")
-    os.environ[PARENT_ENV] = str(os.getpid())  # read (and removed) by the child at start
-    try:
+    try:  # start_child tells the child our pid: it dies with us
         return start_child(s, config_file=s.source_file,
                            log=s.path(s.adapter.data_dir) / "simulator.log")
     except RuntimeError as exc:  # it exited or never answered: one line, exit 2
         from adapter.errors import AdapterError
         raise AdapterError(_("the embedded simulator did not start: {error}").format(
             error=exc)) from None
-    finally:
-        os.environ.pop(PARENT_ENV, None)
 
 
 def _simulator_summary(settings) -> str:

@@ -57,23 +57,31 @@ class OutboundEngine:
         reader = ChangeReader(ctx.source_engine, route.kind, ctx.settings.source.batch_size,
                               kinds=ctx.settings.kinds)
         start = SourceCursor.decode(ctx.store.cursor(route.name))
+        made_elsewhere = ctx.settings.kinds[route.kind].builder == "edxml-status"
         after = start.minus(ctx.settings.source.lookback_seconds)
         for n, batch in enumerate(reader.batches(after)):
             if ctx.stopping.is_set():
                 break
             ids = {packet_id(r.kind, r.key, r.version): r for r in batch}
-            # only records at or before the stored cursor (the lookback window) can have
-            # been prepared already: the cursor moves in the transaction that adds their
-            # exchanges. The rest are new, and a race with another instance is settled by
-            # the insert, which ignores a packet id it already has. (Each id looked up is
-            # a read at a random place of the largest index.)
+            # Packets prepared before are not built (signed) again. Of a kind only this
+            # method makes, only the records at or before the stored cursor (the lookback
+            # window) can have been: the cursor moves in the transaction that adds their
+            # exchanges. Each id looked up is a read at a random place of the largest index.
+            # Status replies are also made when a document is received (axis_inbound), so
+            # every one is looked up. A race with another instance is settled by the
+            # insert, which ignores a packet id it already has.
             known = ctx.store.existing_packet_ids(
-                [pid for pid, r in ids.items() if r.cursor <= start])
+                [pid for pid, r in ids.items() if made_elsewhere or r.cursor <= start])
             todo = [r for pid, r in ids.items() if pid not in known]
             built = ctx.build_many(todo, route.recipient or "")
             position = max(batch[-1].cursor, start).encode()
-            ctx.store.add_exchanges(route.name, built, position)
+            added = ctx.store.add_exchanges(route.name, built, position)
+            if len(added) < len(built):
+                log.info("route %s: %d packets were already there (another instance made "
+                         "them first): not added again", route.name, len(built) - len(added))
             for b in built:
+                if b.packet_id not in added:
+                    continue
                 if b.error:
                     stats.rejected += 1
                     stats.errors.append(b.error)

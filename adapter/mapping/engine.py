@@ -177,7 +177,7 @@ class PacketMapping:
 
     def _fill(self, parent: etree._Element, specs: list[FieldSpec], record: dict[str, Any],
               errors: list[str], prefix: str) -> None:
-        open_path: list[tuple[str, etree._Element]] = []
+        open_path = _last_children(parent)  # e.g. the Header to_xml wrote
         for spec in specs:
             if spec.rows:
                 label = f"{prefix}{spec.column}"
@@ -193,7 +193,8 @@ class PacketMapping:
                 for i, row in enumerate(rows):
                     item = etree.SubElement(holder, leaf)
                     self._fill(item, spec.children, row, errors, prefix=f"{label}[{i}].")
-                open_path.append((leaf, item))  # the last item is the holder's last child
+                # the last item, and what its fields put in it, are the last children now
+                open_path += [(leaf, item), *_last_children(item)]
                 continue
             value = record.get(spec.column)
             if spec.amount_of is not None:
@@ -294,6 +295,15 @@ class PacketMapping:
             except (FieldValueError, ValueError) as exc:
                 errors.append(f"element {spec.path} (line {el.sourceline}): {exc}")
         return out
+
+
+def _last_children(el: etree._Element) -> list[tuple[str, etree._Element]]:
+    """The chain of last children below `el`: where the next field may continue."""
+    chain: list[tuple[str, etree._Element]] = []
+    while len(el):
+        el = el[-1]
+        chain.append((el.tag, el))
+    return chain
 
 
 class MappingSet:

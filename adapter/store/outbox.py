@@ -55,11 +55,11 @@ class Outbox(StoreBase):
             return set(c.execute(select(EX.c.packet_id).where(EX.c.packet_id.in_(ids))).scalars())
 
     def add_exchanges(self, route: str, items: Iterable[NewExchange],
-                      cursor_position: str | None) -> int:
+                      cursor_position: str | None) -> set[str]:
         """Insert new exchanges and move the route's cursor, in one transaction.
 
         Duplicates (same packet id) are ignored, so a re-read after a crash or an overlap
-        window never creates a second exchange. Returns how many were new."""
+        window never creates a second exchange. Returns the packet ids that were new."""
         now = utcnow()
         with self.engine.begin() as c:
             new = add_in(c, self._insert, route, list(items), now, with_evidence=self.evidence)
@@ -278,10 +278,10 @@ def _due_scans(route: str, limit: int, now: dt.datetime, *, lock: bool) -> list[
 
 
 def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: dt.datetime,
-           *, with_evidence: bool) -> int:
-    """add_exchanges inside the caller's transaction; returns how many were new."""
+           *, with_evidence: bool) -> set[str]:
+    """add_exchanges inside the caller's transaction; returns the packet ids that were new."""
     if not items:
-        return 0
+        return set()
     res = c.execute(insert_of(EX).on_conflict_do_nothing(
         index_elements=["packet_id"]).returning(EX.c.packet_id, EX.c.id), [dict(
             packet_id=it.packet_id, kind=it.kind, route=route, direction="out",
@@ -307,4 +307,4 @@ def add_in(c: Connection, insert_of, route: str, items: list[NewExchange], now: 
          **({"recipients": list(it.recipients)} if it.recipients else {}),
          **({"error": it.error} if it.error else {})}, digests.get(it.packet_id))
         for it in fresh], enabled=with_evidence)
-    return len(ids)
+    return set(ids)

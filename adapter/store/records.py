@@ -34,7 +34,9 @@ class ClaimedExchange:
     payload: bytes
     #: the attempt's number in the exchange's whole history
     number: int = 0
-    #: the payload's SHA-256 as stored with it (hex): the evidence names the bytes by it
+    #: the payload's SHA-256 as stored beside it when it was built (hex), which the evidence
+    #: names the attempt's bytes by. Not recomputed here: `audit verify` checks stored bytes
+    #: against their digests.
     sha256: str = ""
 
 

@@ -299,3 +299,26 @@ def test_an_axis_packet_over_the_size_limit_is_not_stored(tmp_path, pki):
     finally:
         ctx.close()
         served.close()
+
+
+def test_status_replies_made_on_receipt_are_not_built_again_by_the_status_route(axis, pki):
+    """Receiving a document makes its 01/03 replies at once (axis_inbound), without moving
+    the status route's cursor: the route's next round must find them, not sign them again."""
+    s, ctx = axis
+    _send(s, pki, R1, _document(R1, f"{R1},2026/11/20,126/QĐ-CTHADS", "Trả lời ngay"),
+          kind="edoc")
+    assert AxisInbound(ctx).pull(s.route("axis-in")).accepted == 1
+
+    def replies() -> list:
+        with ctx.state_engine.connect() as c:
+            return c.execute(select(Exchange.packet_id).where(
+                Exchange.kind == "status", Exchange.direction == "out")).scalars().all()
+
+    made = replies()
+    assert made  # the replies of the receipt
+    built: list = []
+    build_many = ctx.build_many
+    ctx.build_many = lambda rs, to: built.extend(rs) or build_many(rs, to)  # type: ignore
+    stats = OutboundEngine(ctx).prepare(s.route("statuses-out"))
+    assert (stats.prepared, stats.rejected, built) == (0, 0, [])
+    assert replies() == made

@@ -70,3 +70,26 @@ def test_only_records_inside_the_lookback_window_are_looked_up_and_none_is_built
             assert c.execute(select(func.count()).select_from(Exchange)).scalar() == 41
     finally:
         ctx.close()
+
+
+def test_a_packet_another_instance_added_first_is_not_counted_as_prepared(tmp_path, pki):
+    """Two instances may read the same records (each from its own view of the cursor): the
+    insert keeps the first exchange, and the round counts only what it added."""
+    from adapter.sources.changes import ChangeReader
+
+    s = load_settings(write_config(tmp_path, pki))
+    source = make_engine(s.url(s.source.url))
+    generate(source, cases=10)
+    ctx = Context(s)
+    ctx.store.create_schema()
+    route = s.route("cases")
+    try:
+        rec = ChangeReader(source, "case", 500).read(SourceCursor.decode(None))[3]
+        # the other instance's exchange, committed before this one moved its cursor
+        assert len(ctx.store.add_exchanges(route.name, ctx.build_many([rec], ""), None)) == 1
+        stats = OutboundEngine(ctx).prepare(route)
+        assert (stats.prepared, stats.rejected) == (9, 0)
+        with ctx.state_engine.connect() as c:
+            assert c.execute(select(func.count()).select_from(Exchange)).scalar() == 10
+    finally:
+        ctx.close()

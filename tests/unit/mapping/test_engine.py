@@ -143,3 +143,37 @@ def test_packet_ids_are_the_rfc_4122_name_based_uuids_they_always_were():
             str(uuid.uuid5(PACKET_NAMESPACE, f"{kind}/{key}/{version}"))
     # one pinned: a receiver that stored this id must see the same one again
     assert packet_id("case", "THA-2026-000001", 1) == "034069fe-41c4-5aec-9766-05f9b35c44c3"
+
+
+@pytest.mark.parametrize(("fields", "body"), [
+    # a field under Header continues the Header to_xml wrote
+    ([{"path": "Header/Extra", "column": "a"}, {"path": "B", "column": "b"}],
+     "<Extra>1</Extra></Header><B>2</B>"),
+    # a field whose path runs into the last row continues that row's own element
+    ([{"path": "H/I", "rows": "r", "fields": [{"path": "X", "column": "x"}]},
+      {"path": "H/I/X", "column": "a"}],
+     "</Header><H><I><X>p</X></I><I><X>1</X></I></H>"),
+    # sibling paths share their parent until another element comes between
+    ([{"path": "A/B", "column": "a"}, {"path": "A/C", "column": "b"},
+      {"path": "H/I", "rows": "r", "fields": [{"path": "X", "column": "x"}]},
+      {"path": "H/J", "column": "a"}, {"path": "A/B", "column": "b"}],
+     "</Header><A><B>1</B><C>2</C></A><H><I><X>p</X></I><I><X>q</X></I><J>1</J></H>"
+     "<A><B>2</B></A>"),
+])
+def test_each_field_continues_the_last_element_on_its_path(fields, body):
+    """A field reuses the last child at each step of its path when the tag matches, else
+    appends one: the rule the mapping files are written to (schema order)."""
+    import datetime as dt
+
+    from lxml import etree
+
+    from adapter.mapping.engine import PacketHeader, PacketMapping
+
+    m = PacketMapping({"kind": "t", "packet": "P", "namespace": "urn:t", "fields": fields},
+                      {}, "test")
+    h = PacketHeader("pid", "k", 1, "s", "r", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    xml = etree.tostring(m.to_xml({"a": "1", "b": "2", "r": [{"x": "p"}, {"x": "q"}]}, h))
+    header = ('<P xmlns="urn:t" Id="pkt-pid"><Header><PacketId>pid</PacketId><SourceKey>k'
+              '</SourceKey><Version>1</Version><Sender>s</Sender><Recipient>r</Recipient>'
+              '<CreatedAt>2026-01-01T07:00:00+07:00</CreatedAt>')
+    assert xml.decode() == header + body + "</P>"
