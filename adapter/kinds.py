@@ -80,6 +80,12 @@ class KindSpec:
     def channel(self, direction: str) -> str | None:
         return self.outbound if direction == "out" else self.inbound
 
+    @property
+    def made_on_receipt(self) -> bool:
+        """Some of its outbound packets are made when a document is received (the 01/03
+        status replies, axis_inbound), outside its route's rounds and cursor."""
+        return self.builder == "edxml-status"
+
     def directions(self) -> list[str]:
         return [d for d in ("out", "in") if self.channel(d)]
 

@@ -57,7 +57,7 @@ class OutboundEngine:
         reader = ChangeReader(ctx.source_engine, route.kind, ctx.settings.source.batch_size,
                               kinds=ctx.settings.kinds)
         start = SourceCursor.decode(ctx.store.cursor(route.name))
-        made_elsewhere = ctx.settings.kinds[route.kind].builder == "edxml-status"
+        made_elsewhere = ctx.settings.kinds[route.kind].made_on_receipt
         after = start.minus(ctx.settings.source.lookback_seconds)
         for n, batch in enumerate(reader.batches(after)):
             if ctx.stopping.is_set():
@@ -67,8 +67,8 @@ class OutboundEngine:
             # method makes, only the records at or before the stored cursor (the lookback
             # window) can have been: the cursor moves in the transaction that adds their
             # exchanges. Each id looked up is a read at a random place of the largest index.
-            # Status replies are also made when a document is received (axis_inbound), so
-            # every one is looked up. A race with another instance is settled by the
+            # A kind also made when a document is received (status replies) has every
+            # record looked up. A race with another instance is settled by the
             # insert, which ignores a packet id it already has.
             known = ctx.store.existing_packet_ids(
                 [pid for pid, r in ids.items() if made_elsewhere or r.cursor <= start])
