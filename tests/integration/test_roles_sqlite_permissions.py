@@ -25,6 +25,26 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="running the CLI as another user needs root")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _checkout_traversable_by_others():
+    """`nobody` runs this checkout's CLI, so it must reach it. A clone made in a private
+    directory (`mktemp -d` is 0700) is unreachable: for the length of these tests, each
+    directory above the checkout that others cannot traverse gets o+x (traverse, not list),
+    and is put back after."""
+    repo = Path(__file__).resolve().parents[2]
+    opened: list[tuple[Path, int]] = []
+    for d in (repo, *repo.parents):
+        mode = stat.S_IMODE(d.stat().st_mode)
+        if not mode & stat.S_IXOTH:
+            d.chmod(mode | stat.S_IXOTH)
+            opened.append((d, mode))
+    try:
+        yield
+    finally:
+        for d, mode in opened:
+            d.chmod(mode)
+
+
 def _operators_gid() -> int:
     """A group standing in for `thads-operators` (tests do not create groups)."""
     try:
